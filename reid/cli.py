@@ -1,0 +1,46 @@
+"""What every stage script shares: logging, params loading and clean error exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from reid.params import BACKBONES, Params, load_params
+
+
+def stage_main(
+    description: str,
+    body: Callable[[Params, argparse.Namespace], object],
+    *,
+    with_dataset: bool = True,
+    with_backbone: bool = False,
+) -> None:
+    """Parse `--params/--dataset/--backbone`, load the params and run `body`.
+
+    Expected failures (bad input, bad params) print one clear line and exit with status 1;
+    anything else keeps its traceback.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    if with_dataset:
+        parser.add_argument("--dataset", required=True, help="dataset name from params.datasets")
+    if with_backbone:
+        parser.add_argument("--backbone", required=True, choices=BACKBONES)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        params = load_params(args.params)
+        if with_dataset and args.dataset not in params.datasets:
+            raise ValueError(f"--dataset {args.dataset!r} is not in params datasets "
+                             f"{params.datasets}")
+        body(params, args)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, KeyError) as err:
+        logging.getLogger("reid").error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Data: sources, generated datasets, parsers, the manifest, sampling and transforms."""

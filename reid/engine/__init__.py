@@ -1,0 +1,1 @@
+"""The engine: the one training loop, feature extraction, checkpoints."""

@@ -1,0 +1,177 @@
+"""The train stages: one backbone on one dataset, from the manifest to the final model file."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from reid.data.dataset import ImageDataset
+from reid.data.manifest import read_manifest
+from reid.data.sources import file_digest
+from reid.data.transforms import build_train_transform
+from reid.engine.checkpoint import fingerprint
+from reid.engine.train import TrainConfig, train
+from reid.io import atomic_path
+from reid.losses import ReidLoss
+from reid.models import build_model
+from reid.params import Params, as_flat_dict
+from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
+from reid.report.plots import plot_training_curves
+from reid.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available")
+    return device
+
+
+def train_config(params: Params, backbone: str) -> TrainConfig:
+    t = params.train
+    return TrainConfig(
+        epochs=params.epochs_for(backbone),
+        batch_size=t.batch_size,
+        num_instances=t.num_instances,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        warmup_epochs=t.warmup_epochs,
+        warmup_factor=t.warmup_factor,
+        milestones=tuple(t.milestones),
+        gamma=t.gamma,
+        center_lr=t.center_lr,
+        center_weight=t.center_weight,
+        seed=t.seed,
+        amp=t.amp,
+        num_workers=t.num_workers,
+        pin_memory=t.pin_memory,
+    )
+
+
+def build_reid_model(params: Params, backbone: str, num_classes: int, *, pretrained: bool):
+    model_params = params.models[backbone]
+    return build_model(
+        backbone,
+        num_classes,
+        pretrained=model_params.pretrained if pretrained else None,
+        effnet_variant=model_params.variant,
+    )
+
+
+def train_backbone(
+    params: Params, backbone: str, dataset: str, *, progress: bool = True
+) -> dict[str, Any]:
+    """Train `backbone` on the train split of `dataset`; write the model and its curves.
+
+    Outputs: `models/<backbone>/<dataset>.pt` (weights + what is needed to rebuild the model)
+    and `plots/train/<backbone>/<dataset>/{curves.csv,curves.png}`. One MLflow run per
+    (backbone, dataset); a resumed training continues its run.
+    """
+    manifest_file = manifest_path(dataset)
+    manifest = read_manifest(manifest_file)
+    rows = manifest[manifest["split"] == "train"]
+    if rows.empty:
+        raise ValueError(f"{manifest_file}: no training images")
+    num_classes = int(rows["label"].max()) + 1
+    device = select_device(params.train.device)
+    cfg = train_config(params, backbone)
+    settings = {
+        "backbone": backbone,
+        "dataset": dataset,
+        "model": asdict(params.models[backbone]),
+        "input": asdict(params.input),
+        "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
+        "manifest_sha256": file_digest(manifest_file, "sha256"),
+    }
+    ckpt = checkpoint_path(backbone, dataset)
+    run_id_file = ckpt.with_name("mlflow_run.txt")
+    run_key = fingerprint({"cfg": asdict(cfg), "settings": settings})
+    run_id = None
+    if ckpt.exists() and run_id_file.exists():
+        saved_key, _, saved_id = run_id_file.read_text().partition(" ")
+        run_id = saved_id.strip() if saved_key == run_key else None
+
+    model = build_reid_model(params, backbone, num_classes, pretrained=True)
+    criterion = ReidLoss(
+        num_classes,
+        model.feature_dim,
+        epsilon=params.train.label_smoothing,
+        margin=params.train.margin,
+        center_weight=params.train.center_weight,
+    )
+    inp = params.input
+    data = ImageDataset(
+        rows["path"].tolist(),
+        rows["label"].tolist(),
+        build_train_transform(
+            inp.height, inp.width, flip_p=inp.flip_p, padding=inp.padding, erasing_p=inp.erasing_p
+        ),
+    )
+    log.info(
+        "training %s on %s: %d images, %d ids, %d epochs, %s, device %s",
+        backbone, dataset, len(data), num_classes, cfg.epochs, f"{inp.height}x{inp.width}", device,
+    )
+    tracker = Tracker(
+        params.tracking.enabled,
+        params.tracking.experiment,
+        f"train-{backbone}-{dataset}",
+        params={**as_flat_dict(params), "run.backbone": backbone, "run.dataset": dataset},
+        tags={"stage": f"train_{backbone}", "backbone": backbone, "dataset": dataset},
+        run_id=run_id,
+    )
+    with tracker:
+        if tracker.run_id:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            run_id_file.write_text(f"{run_key} {tracker.run_id}\n")
+        history = train(
+            model,
+            criterion,
+            data,
+            rows["label"].tolist(),
+            cfg,
+            device=device,
+            checkpoint_path=ckpt,
+            settings=settings,
+            on_epoch=lambda stats: tracker.log_metrics(stats, step=int(stats["epoch"])),
+            progress=progress,
+        )
+        out = model_path(backbone, dataset)
+        with atomic_path(out) as tmp:
+            torch.save(
+                {
+                    "backbone": backbone,
+                    "dataset": dataset,
+                    "num_classes": num_classes,
+                    "feature_dim": model.feature_dim,
+                    "effnet_variant": params.models[backbone].variant,
+                    "input_size": [inp.height, inp.width],
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "history": history,
+                },
+                tmp,
+            )
+        plots = train_plot_dir(backbone, dataset)
+        curves = pd.DataFrame(history)
+        with atomic_path(plots / "curves.csv") as tmp:
+            curves.to_csv(tmp, index=False)
+        plot_training_curves(curves, plots / "curves.png", title=f"{backbone} on {dataset}")
+        final = history[-1]
+        tracker.log_metrics(
+            {f"final_{k}": final[k] for k in ("loss", "ce", "triplet", "center", "accuracy")}
+        )
+        tracker.log_artifact(plots / "curves.png", "plots")
+        tracker.log_artifact(plots / "curves.csv", "plots")
+        tracker.log_artifact(Path("params.yaml"))
+    ckpt.unlink(missing_ok=True)
+    run_id_file.unlink(missing_ok=True)
+    return {"model": str(out), "epochs": len(history), **final}

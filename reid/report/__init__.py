@@ -1,0 +1,1 @@
+"""Reports: results tables, plots and ranked-list pictures."""

@@ -1,0 +1,69 @@
+"""Ranked-list pictures: a query, then its top-k gallery matches framed green (right) or red."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from reid.io import atomic_path
+
+GREEN = (40, 170, 60)
+RED = (210, 40, 40)
+QUERY = (40, 90, 200)
+
+
+def ranked_gallery(
+    distances: np.ndarray,
+    q_pid: int,
+    q_camid: int,
+    g_pids: np.ndarray,
+    g_camids: np.ndarray,
+    top_k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the top-k gallery entries for one query and whether each is a true match.
+
+    Same-identity-same-camera entries and junk (pid -1) are skipped, as in evaluation.
+    """
+    order = np.argsort(distances, kind="stable")
+    keep = ~(((g_pids[order] == q_pid) & (g_camids[order] == q_camid)) | (g_pids[order] == -1))
+    order = order[keep][:top_k]
+    return order, g_pids[order] == q_pid
+
+
+def draw_ranked_list(
+    query_path: str | Path,
+    gallery_paths: Sequence[str | Path],
+    correct: Sequence[bool],
+    out_path: str | Path,
+    *,
+    size: tuple[int, int] = (128, 64),
+    border: int = 4,
+    title: str = "",
+) -> None:
+    """One strip: the query (blue frame), a gap, then each match framed green or red."""
+    height, width = size
+    cell_w, cell_h = width + 2 * border, height + 2 * border
+    gap, top = 12, 18
+    canvas = Image.new(
+        "RGB", ((len(gallery_paths) + 1) * (cell_w + 4) + gap, cell_h + top + 4), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 2), title, fill=(0, 0, 0))
+    items = [(query_path, QUERY, "query")] + [
+        (p, GREEN if ok else RED, str(rank)) for rank, (p, ok) in enumerate(
+            zip(gallery_paths, correct, strict=True), start=1
+        )
+    ]
+    x = 0
+    for index, (path, colour, label) in enumerate(items):
+        with Image.open(path) as img:
+            tile = img.convert("RGB").resize((width, height))
+        draw.rectangle([x, top, x + cell_w - 1, top + cell_h - 1], fill=colour)
+        canvas.paste(tile, (x + border, top + border))
+        draw.text((x + border, top + cell_h - 12), label, fill=(255, 255, 255))
+        x += cell_w + 4 + (gap if index == 0 else 0)
+    with atomic_path(out_path) as tmp:
+        canvas.save(tmp, format="PNG")

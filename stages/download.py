@@ -1,0 +1,12 @@
+"""DVC stage `download`: bring one dataset into data/raw/<dataset>/ in its original layout."""
+
+from reid.cli import stage_main
+from reid.paths import raw_dir
+from reid.pipeline.data import download
+
+if __name__ == "__main__":
+    stage_main(
+        __doc__,
+        lambda params, args: download(args.dataset, params.data[args.dataset],
+                                      raw_dir(args.dataset)),
+    )
