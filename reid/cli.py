@@ -23,7 +23,7 @@ def stage_main(
     anything else keeps its traceback.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--params", default="params.yaml", help="params file")
     if with_dataset:
         parser.add_argument("--dataset", required=True, help="dataset name from params.datasets")
     if with_backbone:

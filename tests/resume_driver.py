@@ -31,7 +31,8 @@ class SlowRandomImages(Dataset):
         g = torch.Generator().manual_seed(123)
         self.labels = [i // PER_ID for i in range(NUM_IDS * PER_ID)]
         centres = torch.rand(NUM_IDS, 3, 1, 1, generator=g)
-        self.images = centres[self.labels] + 0.3 * torch.rand(len(self.labels), 3, 16, 8, generator=g)
+        noise = torch.rand(len(self.labels), 3, 16, 8, generator=g)
+        self.images = centres[self.labels] + 0.3 * noise
         self.delay = delay
 
     def __len__(self) -> int:

@@ -206,8 +206,11 @@ def _train_one_epoch(
     progress: bool,
 ) -> dict[str, float]:
     model.train()
-    sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "center": 0.0, "accuracy": 0.0}
-    images_seen = 0
+    # Sums stay on the device: reading a value forces a GPU sync, so it happens only when the
+    # progress bar is refreshed and once at the end of the epoch.
+    keys = ("loss", "ce", "triplet", "center", "accuracy")
+    sums = {key: torch.zeros((), device=device) for key in keys}
+    images_seen = step = 0
     lr = optimizer.param_groups[0]["lr"]
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
@@ -236,11 +239,14 @@ def _train_one_epoch(
             ("loss", terms.total), ("ce", terms.ce), ("triplet", terms.triplet),
             ("center", terms.center), ("accuracy", accuracy),
         ):
-            sums[key] += float(value.detach()) * batch
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}", img_s=f"{images_seen / elapsed:.0f}")
+            sums[key] += value.detach().float() * batch
+        step += 1
+        if progress and step % 10 == 0:
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{float(sums['loss']) / images_seen:.3f}",
+                            img_s=f"{images_seen / elapsed:.0f}")
     seconds = time.perf_counter() - start
-    stats = {key: value / images_seen for key, value in sums.items()}
+    stats = {key: float(value) / images_seen for key, value in sums.items()}
     stats.update(
         epoch=epoch + 1, lr=lr, epoch_seconds=seconds, images_per_s=images_seen / seconds
     )

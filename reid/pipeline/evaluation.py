@@ -147,8 +147,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
                 pairwise_distance(f["untrained_query"], f["untrained_gallery"], ev.metric),
                 f, ev.max_rank,
             )
-            metrics[backbone]["untrained_mAP"] = scores(base)["mAP"]
-            metrics[backbone]["untrained_rank1"] = scores(base)["rank1"]
+            metrics[backbone]["untrained"] = scores(base)
         protocol = _protocol(dataset, f, result)
     output = {
         "headline": {k: metrics[params.backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")},
@@ -164,7 +163,8 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     plot_cmc(cmc_curves, plots / "cmc.png", title=f"CMC on {dataset}")
     with _tracked(params, "evaluate", dataset) as tracker:
         tracker.log_metrics(
-            {f"{b}.{k}": v for b in BACKBONES for k, v in metrics[b].items()}
+            {f"{b}.{k}": v for b in BACKBONES for k, v in metrics[b].items()
+             if k != "untrained"}
         )
         tracker.log_artifact(plots / "cmc.png", "plots")
         tracker.log_artifact(metrics_path(dataset, "evaluate"))
@@ -199,15 +199,14 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
         pretrained = params.models[backbone].pretrained is not None
         size = "x".join(map(str, (params.input.height, params.input.width)))
         rows.append({"model": model_label(backbone, pretrained), "image_size": size,
-                     **{k: v for k, v in plain[backbone].items() if "untrained" not in k}})
+                     **{k: v for k, v in plain[backbone].items() if k != "untrained"}})
         rows.append({"model": model_label(backbone, pretrained, " + re-ranking"),
                      "image_size": size, **metrics[backbone]})
-        if "untrained_mAP" in plain[backbone]:
+        if "untrained" in plain[backbone]:
             untrained_rows.append({
                 "model": f"{model_label(backbone, pretrained)}, before training",
                 "image_size": size,
-                "mAP": plain[backbone]["untrained_mAP"],
-                "rank1": plain[backbone]["untrained_rank1"],
+                **plain[backbone]["untrained"],
             })
     output = {
         "headline": {k: metrics[params.backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")},
