@@ -62,7 +62,7 @@ def test_load_params_names_the_file(tmp_path):
 
 def test_flat_dict_for_tracking(raw):
     flat = as_flat_dict(parse_params(raw))
-    assert flat["train.lr"] == pytest.approx(3.5e-4)
+    assert flat["train.lr"] == pytest.approx(raw["train"]["lr"])
     assert flat["rerank.k1"] == 20
     assert "data.market1501.source" in flat
 

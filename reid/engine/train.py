@@ -33,7 +33,8 @@ from reid.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from reid.losses import ReidLoss
+from reid.losses import LossTerms, ReidLoss
+from reid.models import ReidOutput
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,39 @@ def train(
     return history
 
 
+def train_step(
+    model: nn.Module,
+    criterion: ReidLoss,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    center_optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    amp_dtype: torch.dtype | None,
+    center_weight: float,
+) -> tuple[ReidOutput, LossTerms]:
+    """One optimisation step on a batch (B, 3, H, W) with labels (B,).
+
+    Forward pass and loss run under autocast; the loss sees fp32 outputs. The center loss's
+    centres learn on their own SGD at their own rate: their gradient is rescaled by
+    1 / center_weight, undoing the loss weight (BoT).
+    """
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        output = model(images)
+        terms = criterion(ReidOutput(*(t.float() for t in output)), targets)
+    optimizer.zero_grad(set_to_none=True)
+    center_optimizer.zero_grad(set_to_none=True)
+    scaler.scale(terms.total).backward()
+    scaler.unscale_(center_optimizer)
+    for param in criterion.center.parameters():
+        if param.grad is not None:
+            param.grad.mul_(1.0 / center_weight)
+    scaler.step(optimizer)
+    scaler.step(center_optimizer)
+    scaler.update()
+    return output, terms
+
+
 def _train_one_epoch(
     model: nn.Module,
     criterion: ReidLoss,
@@ -217,20 +251,10 @@ def _train_one_epoch(
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = model(images)
-            terms = criterion(output, targets)
-        optimizer.zero_grad(set_to_none=True)
-        center_optimizer.zero_grad(set_to_none=True)
-        scaler.scale(terms.total).backward()
-        # Center loss: its centres learn at their own rate, undoing the loss weight (BoT).
-        scaler.unscale_(center_optimizer)
-        for param in criterion.center.parameters():
-            if param.grad is not None:
-                param.grad.mul_(1.0 / cfg.center_weight)
-        scaler.step(optimizer)
-        scaler.step(center_optimizer)
-        scaler.update()
+        output, terms = train_step(
+            model, criterion, images, targets, optimizer, center_optimizer, scaler, amp_dtype,
+            cfg.center_weight,
+        )
 
         batch = images.shape[0]
         images_seen += batch

@@ -26,7 +26,8 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str) 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for key in ("loss", "ce", "triplet", "center"):
         axes[0].plot(curves["epoch"], curves[key], marker=".", label=key)
-    axes[0].set_title("loss terms")
+    axes[0].set_title("loss terms (center unweighted)")
+    axes[0].set_yscale("log")
     axes[0].legend()
     axes[1].plot(curves["epoch"], curves["accuracy"], marker=".")
     axes[1].set_title("training accuracy")
@@ -37,7 +38,7 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str) 
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)
     _save(fig, Path(path))
 
 
