@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(
         f"device: {args.device} ({card}), torch {torch.__version__}, "
         f"{args.height}x{args.width}, batch {args.batch_size}, "
