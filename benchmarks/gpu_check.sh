@@ -21,26 +21,27 @@ if [ -n "${TINY:-}" ]; then
   python benchmarks/bench_training.py --device cpu --height 64 --width 32 --batch-size 16 \
     --steps 2 --warmup 1 --workers 1 --ids 16
   python benchmarks/bench_evaluation.py --size small --device cpu
-  SIZE="height: 64, width: 32"; EPOCHS=1; SOURCE=generated; BATCH=16
+  SIZE="height: 64, width: 32"; EPOCHS=1; SOURCE=generated; BATCH=16; WORKERS=1
 else
   python benchmarks/bench_training.py --steps 100 --warmup 10 --workers 12
   python benchmarks/bench_training.py --steps 100 --warmup 10 --workers 12 --channels-last \
     --backbones resnet50
   python benchmarks/bench_evaluation.py --size market --device cuda
-  SIZE="height: 256, width: 128"; SOURCE=$DATA; BATCH=64
+  SIZE="height: 256, width: 128"; SOURCE=$DATA; BATCH=64; WORKERS=12
 fi
 
 # The real-data run: the stage scripts in pipeline order, tracking off, CUHK03 only.
-python - "$OUT/params.yaml" "$SOURCE" "$EPOCHS" "$BATCH" "$SIZE" <<'PY'
+python - "$OUT/params.yaml" "$SOURCE" "$EPOCHS" "$BATCH" "$SIZE" "$WORKERS" <<'PY'
 import sys, yaml
-out, source, epochs, batch, size = sys.argv[1:]
+out, source, epochs, batch, size, workers = sys.argv[1:]
 p = yaml.safe_load(open("params.yaml"))
 p["datasets"] = ["cuhk03"]
 p["data"]["cuhk03"]["source"] = source
 p["input"].update(yaml.safe_load("{" + size + "}"))
 warmup = max(1, int(epochs) // 6)
 p["train"].update(epochs=int(epochs), batch_size=int(batch), lr=3.5e-4, warmup_epochs=warmup,
-                  milestones=[int(int(epochs) * 0.5), int(int(epochs) * 0.9)], num_workers=12)
+                  milestones=[int(int(epochs) * 0.5), int(int(epochs) * 0.9)],
+                  num_workers=int(workers))
 p["tracking"]["enabled"] = False
 yaml.safe_dump(p, open(out, "w"), sort_keys=False)
 PY
