@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from reid.data.cuhk03 import parse_cuhk03
@@ -22,32 +23,21 @@ from reid.params import (
 log = logging.getLogger(__name__)
 
 
+# dataset -> (the schema of `data.<dataset>.generated`, the function writing that dataset)
+GENERATORS = {
+    "market1501": (GeneratedMarketParams, generate_market1501),
+    "cuhk03": (GeneratedCuhk03Params, generate_cuhk03),
+}
+
+
 def _generator(dataset: str, params: DatasetParams):
     """A function writing the built-in dataset into a folder, from `data.<dataset>.generated`."""
-    key = f"data.{dataset}.generated"
-    if dataset == "market1501":
-        spec = from_dict(GeneratedMarketParams, params.generated, key)
-        return lambda folder: generate_market1501(
-            folder,
-            num_train_ids=spec.num_train_ids,
-            num_test_ids=spec.num_test_ids,
-            num_distractors=spec.num_distractors,
-            num_junk=spec.num_junk,
-            cameras=spec.cameras,
-            images_per_camera=tuple(spec.images_per_camera),
-            seed=spec.seed,
-        )
-    if dataset == "cuhk03":
-        spec = from_dict(GeneratedCuhk03Params, params.generated, key)
-        return lambda folder: generate_cuhk03(
-            folder,
-            num_pairs=spec.num_pairs,
-            ids_per_pair=spec.ids_per_pair,
-            num_test_ids=spec.num_test_ids,
-            images_per_view=tuple(spec.images_per_view),
-            seed=spec.seed,
-        )
-    raise ParamsError(f"unknown dataset {dataset!r}")
+    if dataset not in GENERATORS:
+        raise ParamsError(f"unknown dataset {dataset!r}; choose from {tuple(GENERATORS)}")
+    schema, generate = GENERATORS[dataset]
+    spec = from_dict(schema, params.generated, f"data.{dataset}.generated")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in asdict(spec).items()}
+    return lambda folder: generate(folder, **kwargs)
 
 
 def find_cuhk03_data(folder: Path, variant: str) -> Path:
