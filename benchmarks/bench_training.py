@@ -3,23 +3,27 @@
     python benchmarks/bench_training.py                       # GPU if present, 256x128
     python benchmarks/bench_training.py --device cpu --height 64 --width 32 --steps 5
 
-`step` times the optimisation step alone on a batch already on the device; `end-to-end` adds
-the input pipeline (JPEG decoding and augmentation in DataLoader workers) on generated
-Market-1501 images. Prints one table with the implied seconds per Market-1501 epoch (12,936
-training images) and the peak GPU memory. A benchmark, not a test: it asserts nothing.
+`step` times the optimisation step alone on a batch already on the device; the end-to-end
+columns add an input pipeline on generated Market-1501 images: `loader` (JPEG decoding and
+augmentation in DataLoader workers) and `device` (decoded once, batches augmented on the
+device; `reid.data.batches`). Prints one table with the implied seconds per Market-1501 epoch
+(12,936 training images) for the best pipeline and the peak GPU memory. A benchmark, not a
+test: it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
+from reid.data.batch_augment import BatchAugment
+from reid.data.batches import BatchSource, DeviceBatches, LoaderBatches, decode_images
 from reid.data.dataset import ImageDataset
 from reid.data.generated import generate_market1501
 from reid.data.market1501 import find_market_root, parse_market_layout
@@ -37,7 +41,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_backbone(name: str, args: argparse.Namespace, loader: DataLoader, num_classes: int):
+def bench_backbone(
+    name: str, args: argparse.Namespace, sources: dict[str, BatchSource], num_classes: int
+) -> tuple[float, dict[str, float], float | None]:
     device = torch.device(args.device)
     model = build_model(name, num_classes).to(device)
     criterion = ReidLoss(num_classes, model.feature_dim).to(device)
@@ -65,30 +71,33 @@ def bench_backbone(name: str, args: argparse.Namespace, loader: DataLoader, num_
             cfg.center_weight,
         )
 
-    images, targets = next(iter(loader))
-    images, targets = images.to(device), targets.to(device)
+    images, targets = next(iter(next(iter(sources.values()))))
     for _ in range(args.warmup):
         step(images, targets)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
     start = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(args.steps):  # the same batch: the step alone, no input pipeline
         step(images, targets)
     sync(device)
     step_rate = args.steps * args.batch_size / (time.perf_counter() - start)
 
-    seen, start = 0, time.perf_counter()
-    while seen < args.steps * args.batch_size:
-        for batch_images, batch_targets in loader:
-            step(batch_images, batch_targets)
-            seen += batch_images.shape[0]
-            if seen >= args.steps * args.batch_size:
-                break
-    sync(device)
-    e2e_rate = seen / (time.perf_counter() - start)
+    e2e_rates = {}
+    for pipeline, source in sources.items():
+        seen, epoch, start = 0, 0, time.perf_counter()
+        while seen < args.steps * args.batch_size:
+            source.set_epoch(epoch)
+            epoch += 1
+            for batch_images, batch_targets in source:
+                step(batch_images, batch_targets)
+                seen += batch_images.shape[0]
+                if seen >= args.steps * args.batch_size:
+                    break
+        sync(device)
+        e2e_rates[pipeline] = seen / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return step_rate, e2e_rate, peak
+    return step_rate, e2e_rates, peak
 
 
 def main() -> None:
@@ -104,8 +113,12 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=64, help="identities in the generated set")
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--pipelines", nargs="+", default=["loader", "device"],
+                        choices=["loader", "device"])
     args = parser.parse_args()
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(
         f"device: {args.device} ({card}), torch {torch.__version__}, "
@@ -127,28 +140,36 @@ def main() -> None:
         manifest = parse_market_layout(find_market_root(root))
         rows = manifest[manifest["split"] == "train"]
         labels = rows["label"].tolist()
-        data = ImageDataset(
-            rows["path"].tolist(), labels, build_train_transform(args.height, args.width)
-        )
-        loader = DataLoader(
-            data,
-            batch_size=args.batch_size,
-            drop_last=True,
-            num_workers=args.workers,
-            sampler=RandomIdentitySampler(labels, args.batch_size, 4, seed=0),
-            pin_memory=device.type == "cuda",
-            persistent_workers=args.workers > 0,
-        )
-        print(
-            f"{'backbone':<16}{'step img/s':>12}{'e2e img/s':>12}{'e2e/step':>10}"
-            f"{'s/Market epoch':>16}{'peak GiB':>10}"
-        )
+        paths = rows["path"].tolist()
+        sources: dict[str, BatchSource] = {}
+        if "loader" in args.pipelines:
+            data = ImageDataset(paths, labels, build_train_transform(args.height, args.width))
+            sources["loader"] = LoaderBatches(
+                data, RandomIdentitySampler(labels, args.batch_size, 4, seed=0), device,
+                num_workers=args.workers,
+            )
+        if "device" in args.pipelines:
+            start = time.perf_counter()
+            decoded = decode_images(paths, args.height, args.width, num_workers=args.workers)
+            print(f"decoded {len(paths)} images once in {time.perf_counter() - start:.1f} s")
+            sources["device"] = DeviceBatches(
+                decoded, labels, RandomIdentitySampler(labels, args.batch_size, 4, seed=0),
+                BatchAugment(args.height, args.width), device,
+            )
+        header = "".join(f"{p + ' img/s':>14}{p + '/step':>13}" for p in sources)
+        print(f"{'backbone':<16}{'step img/s':>12}{header}{'s/Market epoch':>16}{'peak GiB':>10}")
+        figures = {}
         for name in args.backbones:
-            step_rate, e2e_rate, peak = bench_backbone(name, args, loader, max(labels) + 1)
+            step_rate, e2e_rates, peak = bench_backbone(name, args, sources, max(labels) + 1)
+            figures[name] = {"step": step_rate, **e2e_rates, "peak_gib": peak}
+            if args.json:
+                args.json.write_text(json.dumps({"card": card, "backbones": figures}, indent=1))
             peak_text = f"{peak:.1f}" if peak is not None else "-"
+            cells = "".join(f"{r:>14.0f}{r / step_rate:>13.0%}" for r in e2e_rates.values())
+            best = max(e2e_rates.values())
             print(
-                f"{name:<16}{step_rate:>12.0f}{e2e_rate:>12.0f}{e2e_rate / step_rate:>10.0%}"
-                f"{MARKET_TRAIN_IMAGES / e2e_rate:>16.1f}{peak_text:>10}",
+                f"{name:<16}{step_rate:>12.0f}{cells}"
+                f"{MARKET_TRAIN_IMAGES / best:>16.1f}{peak_text:>10}",
                 flush=True,
             )
 

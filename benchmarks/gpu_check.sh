@@ -3,57 +3,94 @@
 #   benchmarks/gpu_check.sh                          # GPU: benchmarks + real-data CUHK03 run
 #   TINY=1 benchmarks/gpu_check.sh                   # CPU rehearsal on the generated data
 # Real data: copy ../shared/data/cuhk03-np-pair1-256x128 to gpu_data/ (ignored by git) and
-# carry it. Writes the log, params, metrics and results tables to $OUT (default: gpu_out/).
-set -euo pipefail
+# carry it. The training epochs are chosen from the measured throughput so that training takes
+# about TRAIN_BUDGET seconds (or set EPOCHS). Every step has its own time limit and a failed
+# step does not stop the later ones. Writes the log and gpu_outputs.tgz (params, metrics,
+# results tables, training curves, benchmark JSON) to $OUT (default: gpu_out/).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
-EPOCHS=${EPOCHS:-30}
+PY=${PYTHON:-$(command -v python || command -v python3)}
 DATA=${DATA:-gpu_data/cuhk03-np-pair1-256x128}
+TRAIN_BUDGET=${TRAIN_BUDGET:-160}
 export PYTHONPATH=$PWD
+SCRIPT_START=$SECONDS
 
+# step LIMIT_S COMMAND...: run with a time limit, print its wall time, never abort the script.
+step() {
+  local limit=$1 start=$SECONDS status; shift
+  timeout "$limit" "$@"; status=$?
+  echo "WALL $((SECONDS - start)) s (status $status, at $((SECONDS - SCRIPT_START)) s): $*"
+}
+
+date -u
 nvidia-smi -L || echo "no nvidia-smi"
-python -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, \
+$PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, \
 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 
 if [ -n "${TINY:-}" ]; then
-  python benchmarks/bench_training.py --device cpu --height 64 --width 32 --batch-size 16 \
-    --steps 2 --warmup 1 --workers 1 --ids 16
-  python benchmarks/bench_evaluation.py --size small --device cpu
-  SIZE="height: 64, width: 32"; EPOCHS=1; SOURCE=generated; BATCH=16; WORKERS=1
+  step 300 $PY benchmarks/bench_training.py --device cpu --height 64 --width 32 --batch-size 16 \
+    --steps 2 --warmup 1 --workers 1 --ids 16 --json "$OUT/bench_training.json"
+  step 300 $PY benchmarks/bench_evaluation.py --size small --device cpu --skip-oracle
+  SIZE="height: 64, width: 32"; SOURCE=generated; BATCH=16; WORKERS=1; PIPELINE=device
+  TRAIN_IMAGES=400
 else
-  python benchmarks/bench_training.py --steps 100 --warmup 10 --workers 12
-  python benchmarks/bench_training.py --steps 100 --warmup 10 --workers 12 --channels-last \
-    --backbones resnet50
-  python benchmarks/bench_evaluation.py --size market --device cuda
-  SIZE="height: 256, width: 128"; SOURCE=$DATA; BATCH=64; WORKERS=12
+  step 150 $PY benchmarks/bench_training.py --steps 100 --warmup 10 --workers 12 \
+    --channels-last --json "$OUT/bench_training.json"
+  step 150 $PY benchmarks/bench_evaluation.py --size market --device cuda --skip-oracle
+  SIZE="height: 256, width: 128"; SOURCE=$DATA; BATCH=64; WORKERS=12; PIPELINE=auto
+  TRAIN_IMAGES=4145  # CUHK03-NP pair 1, detected, train split
 fi
 
+# Epochs: as many as fit TRAIN_BUDGET seconds for the three backbones at the measured
+# end-to-end rates (the best pipeline of each), between 10 and 120.
+EPOCHS=${EPOCHS:-$($PY - "$OUT/bench_training.json" "$TRAIN_BUDGET" "$TRAIN_IMAGES" <<'PY'
+import json, sys
+try:
+    figures = json.load(open(sys.argv[1]))["backbones"]
+    seconds_per_epoch = sum(
+        int(sys.argv[3]) / max(v for k, v in f.items() if k in ("loader", "device"))
+        for f in figures.values()
+    )
+    print(max(10, min(120, int(float(sys.argv[2]) / seconds_per_epoch))))
+except Exception as err:  # no benchmark figures: a safe default
+    print(30, file=sys.stdout)
+    print(f"epochs from the benchmark failed: {err}", file=sys.stderr)
+PY
+)}
+[ -n "${TINY:-}" ] && EPOCHS=1
+echo "EPOCHS $EPOCHS (training budget ${TRAIN_BUDGET} s)"
+
 # The real-data run: the stage scripts in pipeline order, tracking off, CUHK03 only.
-python - "$OUT/params.yaml" "$SOURCE" "$EPOCHS" "$BATCH" "$SIZE" "$WORKERS" <<'PY'
+$PY - "$OUT/params.yaml" "$SOURCE" "$EPOCHS" "$BATCH" "$SIZE" "$WORKERS" "$PIPELINE" <<'PY'
 import sys, yaml
-out, source, epochs, batch, size, workers = sys.argv[1:]
+out, source, epochs, batch, size, workers, pipeline = sys.argv[1:]
+epochs = int(epochs)
 p = yaml.safe_load(open("params.yaml"))
 p["datasets"] = ["cuhk03"]
 p["data"]["cuhk03"]["source"] = source
 p["input"].update(yaml.safe_load("{" + size + "}"))
-warmup = max(1, int(epochs) // 6)
-p["train"].update(epochs=int(epochs), batch_size=int(batch), lr=3.5e-4, warmup_epochs=warmup,
-                  milestones=[int(int(epochs) * 0.5), int(int(epochs) * 0.9)],
-                  num_workers=int(workers))
+# The recipe's shape (warm-up 10 of 120 epochs, decay at 1/2 and 5/6 as BoT), scaled to `epochs`.
+p["train"].update(epochs=epochs, batch_size=int(batch), lr=3.5e-4,
+                  warmup_epochs=max(1, round(epochs / 12)),
+                  milestones=[max(1, epochs // 2), max(2, epochs * 5 // 6)],
+                  num_workers=int(workers), input_pipeline=pipeline)
 p["tracking"]["enabled"] = False
 yaml.safe_dump(p, open(out, "w"), sort_keys=False)
 PY
+cat "$OUT/params.yaml" | sed -n '/^train:/,/^models:/p'
 P="--params $OUT/params.yaml --dataset cuhk03"
-timed() { local start=$SECONDS; "$@"; echo "WALL $((SECONDS - start)) s: $*"; }
-timed python stages/download.py $P
-timed python stages/split.py $P
+step 120 $PY stages/download.py $P
+step 60 $PY stages/split.py $P
 for backbone in resnet50 effnetv2 resnet50_ibn_a; do
-  timed python stages/train.py $P --backbone "$backbone" --quiet
+  step 300 $PY stages/train.py $P --backbone "$backbone" --quiet
 done
-timed python stages/extract_features.py $P
-timed python stages/evaluate.py $P
-timed python stages/rerank.py $P
-cp results/cuhk03/results.md results/cuhk03/results.csv metrics/cuhk03/*.json "$OUT"/
+step 180 $PY stages/extract_features.py $P
+step 60 $PY stages/evaluate.py $P
+step 120 $PY stages/rerank.py $P
 cat results/cuhk03/results.md
+tar czf "$OUT/gpu_outputs.tgz" "$OUT/params.yaml" results/cuhk03 metrics/cuhk03 \
+  plots/train/*/cuhk03 "$OUT/bench_training.json" 2>/dev/null
+echo "TOTAL $((SECONDS - SCRIPT_START)) s"

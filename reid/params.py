@@ -84,6 +84,9 @@ class TrainParams:
     device: str = "auto"
     num_workers: int = 2
     pin_memory: bool = True
+    # auto: decode once and augment on the GPU under CUDA, DataLoader workers on the CPU
+    input_pipeline: Literal["auto", "device", "loader"] = "auto"
+    channels_last: bool = True  # CUDA only
 
 
 @dataclass(frozen=True)

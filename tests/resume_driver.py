@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from reid.data.batches import LoaderBatches
+from reid.data.sampler import RandomIdentitySampler
 from reid.engine.train import TrainConfig, train
 from reid.losses import ReidLoss
 from reid.models.head import ReidModel
@@ -54,7 +56,10 @@ def main() -> None:
     data = SlowRandomImages(delay)
     cfg = TrainConfig(epochs=4, batch_size=16, num_instances=4, warmup_epochs=1,
                       milestones=(2, 3), num_workers=1, seed=7)
-    history = train(model, criterion, data, data.labels, cfg, device=torch.device("cpu"),
+    device = torch.device("cpu")
+    sampler = RandomIdentitySampler(data.labels, cfg.batch_size, cfg.num_instances, seed=cfg.seed)
+    batches = LoaderBatches(data, sampler, device, num_workers=cfg.num_workers)
+    history = train(model, criterion, batches, cfg, device=device,
                     checkpoint_path=ckpt, settings={"test": "resume"}, progress=False)
     torch.save({"model": model.state_dict(), "history": history}, out)
     print("done", len(history), flush=True)

@@ -14,7 +14,7 @@ import bisect
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from reid.data.sampler import RandomIdentitySampler
+from reid.data.batches import BatchSource
 from reid.engine.checkpoint import (
     fingerprint,
     load_checkpoint,
@@ -56,6 +55,7 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 2
     pin_memory: bool = True
+    channels_last: bool = False  # NHWC memory order for the model (fastest for convs on CUDA)
 
 
 def seed_everything(seed: int) -> None:
@@ -108,8 +108,7 @@ def build_optimizers(
 def train(
     model: nn.Module,
     criterion: ReidLoss,
-    dataset: Dataset,
-    labels: Sequence[int],
+    batches: BatchSource,
     cfg: TrainConfig,
     *,
     device: torch.device,
@@ -118,9 +117,9 @@ def train(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Train `model` with `criterion` on `dataset` and return the per-epoch statistics.
+    """Train `model` with `criterion` on `batches` and return the per-epoch statistics.
 
-    `labels` are the dataset's training labels (0..C-1), used by the P x K sampler. `settings`
+    `batches` yields P x K batches on `device` (see `reid.data.batches`). `settings`
     (anything JSON-able that defines the run: params, data fingerprint) decides whether an
     existing checkpoint may be resumed. `on_epoch` receives the statistics (loss terms,
     accuracy, learning rate, epoch time, images/s) of each epoch trained in this call; the
@@ -129,25 +128,20 @@ def train(
     checkpoint_path = Path(checkpoint_path)
     run_fingerprint = fingerprint({"train": asdict(cfg), "settings": settings or {}})
     seed_everything(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     criterion.to(device)
     optimizer, center_optimizer, scheduler = build_optimizers(model, criterion, cfg, device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = grad_scaler(device, amp_dtype)
 
-    sampler = RandomIdentitySampler(labels, cfg.batch_size, cfg.num_instances, seed=cfg.seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=cfg.num_workers,
-        pin_memory=cfg.pin_memory and device.type == "cuda",
-    )
-    if len(loader) == 0:
+    if len(batches) == 0:
         raise ValueError(
-            f"no full batch: {len(dataset)} training images cannot fill a batch of "
-            f"{cfg.batch_size} ({cfg.batch_size // cfg.num_instances} ids x {cfg.num_instances})"
+            f"no full batch: the training images cannot fill one batch of {cfg.batch_size} "
+            f"({cfg.batch_size // cfg.num_instances} ids x {cfg.num_instances})"
         )
 
     history: list[dict[str, float]] = []
@@ -166,9 +160,9 @@ def train(
         log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
+        batches.set_epoch(epoch)
         stats = _train_one_epoch(
-            model, criterion, loader, optimizer, center_optimizer, scaler, amp_dtype,
+            model, criterion, batches, optimizer, center_optimizer, scaler, amp_dtype,
             cfg, device, epoch, progress,
         )
         scheduler.step()
@@ -229,7 +223,7 @@ def train_step(
 def _train_one_epoch(
     model: nn.Module,
     criterion: ReidLoss,
-    loader: DataLoader,
+    batches: BatchSource,
     optimizer: torch.optim.Optimizer,
     center_optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -247,10 +241,8 @@ def _train_one_epoch(
     images_seen = step = 0
     lr = optimizer.param_groups[0]["lr"]
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
     for images, targets in bar:
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
         output, terms = train_step(
             model, criterion, images, targets, optimizer, center_optimizer, scaler, amp_dtype,
             cfg.center_weight,

@@ -10,8 +10,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from reid.data.batch_augment import BatchAugment
+from reid.data.batches import BatchSource, DeviceBatches, LoaderBatches, decode_images
 from reid.data.dataset import ImageDataset
 from reid.data.manifest import read_manifest
+from reid.data.sampler import RandomIdentitySampler
 from reid.data.sources import file_digest
 from reid.data.transforms import build_train_transform
 from reid.engine.checkpoint import fingerprint
@@ -55,6 +58,47 @@ def train_config(params: Params, backbone: str) -> TrainConfig:
         amp=t.amp,
         num_workers=t.num_workers,
         pin_memory=t.pin_memory,
+        channels_last=t.channels_last and select_device(t.device).type == "cuda",
+    )
+
+
+def uses_device_pipeline(choice: str, device: torch.device) -> bool:
+    """`auto` augments on the device under CUDA; the CPU keeps DataLoader workers."""
+    return choice == "device" or (choice == "auto" and device.type == "cuda")
+
+
+def build_train_batches(
+    params: Params,
+    paths: list[str],
+    labels: list[int],
+    device: torch.device,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> BatchSource:
+    """The training batches of `params.train.input_pipeline` for one rank, on `device`."""
+    t, inp = params.train, params.input
+    sampler = RandomIdentitySampler(
+        labels, t.batch_size, t.num_instances, seed=t.seed, rank=rank, world_size=world_size
+    )
+    if uses_device_pipeline(t.input_pipeline, device):
+        images = decode_images(
+            paths, inp.height, inp.width, num_workers=t.num_workers, progress=progress
+        )
+        augment = BatchAugment(
+            inp.height, inp.width, flip_p=inp.flip_p, padding=inp.padding, erasing_p=inp.erasing_p
+        )
+        return DeviceBatches(images, labels, sampler, augment, device)
+    transform = build_train_transform(
+        inp.height, inp.width, flip_p=inp.flip_p, padding=inp.padding, erasing_p=inp.erasing_p
+    )
+    return LoaderBatches(
+        ImageDataset(paths, labels, transform),
+        sampler,
+        device,
+        num_workers=t.num_workers,
+        pin_memory=t.pin_memory,
     )
 
 
@@ -90,6 +134,7 @@ def train_backbone(
         "dataset": dataset,
         "model": asdict(params.models[backbone]),
         "input": asdict(params.input),
+        "input_pipeline": params.train.input_pipeline,
         "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
         "manifest_sha256": file_digest(manifest_file, "sha256"),
     }
@@ -110,16 +155,13 @@ def train_backbone(
         center_weight=params.train.center_weight,
     )
     inp = params.input
-    data = ImageDataset(
-        rows["path"].tolist(),
-        rows["label"].tolist(),
-        build_train_transform(
-            inp.height, inp.width, flip_p=inp.flip_p, padding=inp.padding, erasing_p=inp.erasing_p
-        ),
+    batches = build_train_batches(
+        params, rows["path"].tolist(), rows["label"].tolist(), device, progress=progress
     )
     log.info(
-        "training %s on %s: %d images, %d ids, %d epochs, %s, device %s",
-        backbone, dataset, len(data), num_classes, cfg.epochs, f"{inp.height}x{inp.width}", device,
+        "training %s on %s: %d images, %d ids, %d epochs, %s, device %s, input pipeline %s",
+        backbone, dataset, len(rows), num_classes, cfg.epochs, f"{inp.height}x{inp.width}",
+        device, type(batches).__name__,
     )
     tracker = Tracker(
         params.tracking.enabled,
@@ -136,8 +178,7 @@ def train_backbone(
         history = train(
             model,
             criterion,
-            data,
-            rows["label"].tolist(),
+            batches,
             cfg,
             device=device,
             checkpoint_path=ckpt,
