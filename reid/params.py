@@ -87,6 +87,8 @@ class TrainParams:
     # auto: decode once and augment on the GPU under CUDA, DataLoader workers on the CPU
     input_pipeline: Literal["auto", "device", "loader"] = "auto"
     channels_last: bool = True  # CUDA only
+    nproc: int = 1  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
+    sync_bn: bool = False  # nproc > 1 on CUDA: BatchNorm statistics over all processes
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ def parse_params(raw: dict[str, Any]) -> Params:
     for name in BACKBONES:
         if name not in params.models:
             raise ParamsError(f"missing key models.{name}")
+    if params.train.nproc < 1:
+        raise ParamsError(f"train.nproc must be >= 1, got {params.train.nproc}")
     if params.train.batch_size % params.train.num_instances:
         raise ParamsError(
             f"train.batch_size ({params.train.batch_size}) must be a multiple of "

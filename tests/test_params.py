@@ -42,6 +42,8 @@ def test_model_epochs_override(raw):
         (lambda r: r["models"].pop("effnetv2"), "missing key models.effnetv2"),
         (lambda r: r["train"].update(milestones=[30, "x"]), "train.milestones[1]"),
         (lambda r: r["eval"].update(metric="manhattan"), "eval.metric"),
+        (lambda r: r["train"].update(nproc=0), "train.nproc must be >= 1"),
+        (lambda r: r["train"].update(input_pipeline="gpu"), "train.input_pipeline"),
     ],
 )
 def test_bad_params_name_the_key(raw, edit, message):

@@ -22,9 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from reid.data.batches import BatchSource
+from reid.distributed import (
+    average_gradients,
+    broadcast_parameters,
+    rank_and_world,
+    sum_over_ranks,
+)
 from reid.engine.checkpoint import (
     fingerprint,
     load_checkpoint,
@@ -56,6 +63,7 @@ class TrainConfig:
     num_workers: int = 2
     pin_memory: bool = True
     channels_last: bool = False  # NHWC memory order for the model (fastest for convs on CUDA)
+    sync_bn: bool = False  # multi-process: batch statistics over all ranks (CUDA only)
 
 
 def seed_everything(seed: int) -> None:
@@ -127,13 +135,23 @@ def train(
     """
     checkpoint_path = Path(checkpoint_path)
     run_fingerprint = fingerprint({"train": asdict(cfg), "settings": settings or {}})
-    seed_everything(cfg.seed)
+    rank, world_size = rank_and_world()
+    seed_everything(cfg.seed + rank)  # ranks draw different augmentations
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
+    if cfg.sync_bn and world_size > 1:
+        if device.type != "cuda":
+            raise ValueError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernels)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     criterion.to(device)
+    broadcast_parameters(criterion.parameters())  # the centres start equal on every rank
+    # DDP averages the model's gradients over the ranks; `model` stays the plain module whose
+    # state is checkpointed. The centres are averaged by train_step.
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                  else None) if world_size > 1 else model
     optimizer, center_optimizer, scheduler = build_optimizers(model, criterion, cfg, device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = grad_scaler(device, amp_dtype)
@@ -162,11 +180,13 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         batches.set_epoch(epoch)
         stats = _train_one_epoch(
-            model, criterion, batches, optimizer, center_optimizer, scaler, amp_dtype,
-            cfg, device, epoch, progress,
+            net, criterion, batches, optimizer, center_optimizer, scaler, amp_dtype,
+            cfg, device, epoch, progress and rank == 0,
         )
         scheduler.step()
         history.append(stats)
+        if rank != 0:  # only rank 0 writes; all ranks read the checkpoint when resuming
+            continue
         save_checkpoint(
             checkpoint_path,
             {
@@ -210,6 +230,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     center_optimizer.zero_grad(set_to_none=True)
     scaler.scale(terms.total).backward()
+    average_gradients(criterion.center.parameters())  # DDP covers the model's, not these
     scaler.unscale_(center_optimizer)
     for param in criterion.center.parameters():
         if param.grad is not None:
@@ -262,10 +283,16 @@ def _train_one_epoch(
             bar.set_postfix(loss=f"{float(sums['loss']) / images_seen:.3f}",
                             img_s=f"{images_seen / elapsed:.0f}")
     seconds = time.perf_counter() - start
-    stats = {key: float(value) / images_seen for key, value in sums.items()}
+    # Statistics over the global batch: sums and image counts of all ranks.
+    totals = sum_over_ranks(torch.stack([*sums.values(), torch.tensor(float(images_seen),
+                                                                      device=device)]))
+    images_seen = int(totals[-1])
+    stats = {key: float(value) / images_seen for key, value in zip(keys, totals[:-1], strict=True)}
     stats.update(
         epoch=epoch + 1, lr=lr, epoch_seconds=seconds, images_per_s=images_seen / seconds
     )
+    if rank_and_world()[0] != 0:
+        return stats
     log.info(
         "epoch %d/%d  loss %.4f (ce %.4f, triplet %.4f, center %.4f)  acc %.3f  lr %.2e  "
         "%.1f s, %.0f img/s",

@@ -9,15 +9,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reid.distributed import gather_batch
 
-def euclidean_distances(feat: torch.Tensor) -> torch.Tensor:
-    """Pairwise Euclidean distances (B, B) of the rows of feat (B, D).
+
+def euclidean_distances(feat: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+    """Euclidean distances (B, M) between the rows of feat (B, D) and other (M, D) (default feat).
 
     Clamped at 1e-12 before the square root (as the BoT code) so that zero distances, e.g.
     between copies of one image, give a finite zero gradient instead of NaN.
     """
+    other = feat if other is None else other
     sq_norm = feat.pow(2).sum(dim=1)
-    sq_dist = sq_norm[:, None] + sq_norm[None, :] - 2.0 * feat @ feat.T
+    other_sq_norm = sq_norm if other is feat else other.pow(2).sum(dim=1)
+    sq_dist = sq_norm[:, None] + other_sq_norm[None, :] - 2.0 * feat @ other.T
     return sq_dist.clamp(min=1e-12).sqrt()
 
 
@@ -27,6 +31,10 @@ class TripletLoss(nn.Module):
     feat (B, D), targets (B,) -> scalar. Masks, no per-anchor loop; identities may have different
     numbers of images in the batch, but every anchor needs another image of its identity and an
     image of another identity (a P x K batch with K >= 2 and P >= 2).
+
+    Under torch.distributed the anchors are this rank's batch and the hardest positive and
+    negative are mined in the global batch (all ranks' features, gathered with their gradient),
+    so the mean over the ranks equals the single-process loss of the global batch.
     """
 
     def __init__(self, margin: float = 0.3) -> None:
@@ -41,10 +49,13 @@ class TripletLoss(nn.Module):
                 f"expected feat (B, D) and targets (B,), got {tuple(feat.shape)} and "
                 f"{tuple(targets.shape)}"
             )
-        dist = euclidean_distances(feat.float())
-        same = targets[:, None] == targets[None, :]
-        eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
-        positive = same & ~eye
+        feat = feat.float()
+        all_feat, all_targets, offset = gather_batch(feat, targets)
+        dist = euclidean_distances(feat, all_feat)  # (B, global B)
+        same = targets[:, None] == all_targets[None, :]
+        columns = torch.arange(len(all_targets), device=targets.device)
+        anchors = torch.arange(len(targets), device=targets.device) + offset
+        positive = same & (columns[None, :] != anchors[:, None])
         negative = ~same
         lonely = int((~positive.any(dim=1)).sum())
         if lonely:

@@ -17,6 +17,7 @@ from reid.data.manifest import read_manifest
 from reid.data.sampler import RandomIdentitySampler
 from reid.data.sources import file_digest
 from reid.data.transforms import build_train_transform
+from reid.distributed import DistInfo, distributed
 from reid.engine.checkpoint import fingerprint
 from reid.engine.train import TrainConfig, train
 from reid.io import atomic_path
@@ -59,6 +60,7 @@ def train_config(params: Params, backbone: str) -> TrainConfig:
         num_workers=t.num_workers,
         pin_memory=t.pin_memory,
         channels_last=t.channels_last and select_device(t.device).type == "cuda",
+        sync_bn=t.sync_bn,
     )
 
 
@@ -119,15 +121,23 @@ def train_backbone(
 
     Outputs: `models/<backbone>/<dataset>.pt` (weights + what is needed to rebuild the model)
     and `plots/train/<backbone>/<dataset>/{curves.csv,curves.png}`. One MLflow run per
-    (backbone, dataset); a resumed training continues its run.
+    (backbone, dataset); a resumed training continues its run. Under torchrun every rank
+    trains on its share of each global batch and rank 0 alone writes and logs.
     """
+    with distributed(select_device(params.train.device)) as (info, device):
+        return _train_on_rank(params, backbone, dataset, info, device, progress)
+
+
+def _train_on_rank(
+    params: Params, backbone: str, dataset: str, info: DistInfo, device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
     manifest_file = manifest_path(dataset)
     manifest = read_manifest(manifest_file)
     rows = manifest[manifest["split"] == "train"]
     if rows.empty:
         raise ValueError(f"{manifest_file}: no training images")
     num_classes = int(rows["label"].max()) + 1
-    device = select_device(params.train.device)
     cfg = train_config(params, backbone)
     settings = {
         "backbone": backbone,
@@ -137,6 +147,7 @@ def train_backbone(
         "input_pipeline": params.train.input_pipeline,
         "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
         "manifest_sha256": file_digest(manifest_file, "sha256"),
+        "world_size": info.world_size,  # the global batch is batch_size x world_size
     }
     ckpt = checkpoint_path(backbone, dataset)
     run_id_file = ckpt.with_name("mlflow_run.txt")
@@ -156,15 +167,17 @@ def train_backbone(
     )
     inp = params.input
     batches = build_train_batches(
-        params, rows["path"].tolist(), rows["label"].tolist(), device, progress=progress
+        params, rows["path"].tolist(), rows["label"].tolist(), device,
+        rank=info.rank, world_size=info.world_size, progress=progress and info.is_main,
     )
     log.info(
-        "training %s on %s: %d images, %d ids, %d epochs, %s, device %s, input pipeline %s",
+        "training %s on %s: %d images, %d ids, %d epochs, %s, device %s, input pipeline %s, "
+        "rank %d of %d",
         backbone, dataset, len(rows), num_classes, cfg.epochs, f"{inp.height}x{inp.width}",
-        device, type(batches).__name__,
+        device, type(batches).__name__, info.rank, info.world_size,
     )
     tracker = Tracker(
-        params.tracking.enabled,
+        params.tracking.enabled and info.is_main,
         params.tracking.experiment,
         f"train-{backbone}-{dataset}",
         params={**as_flat_dict(params), "run.backbone": backbone, "run.dataset": dataset},
@@ -186,6 +199,8 @@ def train_backbone(
             on_epoch=lambda stats: tracker.log_metrics(stats, step=int(stats["epoch"])),
             progress=progress,
         )
+        if not info.is_main:
+            return {"epochs": len(history)}
         out = model_path(backbone, dataset)
         with atomic_path(out) as tmp:
             torch.save(
