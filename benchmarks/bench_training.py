@@ -54,13 +54,14 @@ def bench_backbone(
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = grad_scaler(device, amp_dtype)
     model.train()
+    net = torch.compile(model) if args.compile else model
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
     def step(images, targets):
         images = images.to(device, non_blocking=True).contiguous(memory_format=fmt)
         targets = targets.to(device, non_blocking=True)
         train_step(
-            model,
+            net,
             criterion,
             images,
             targets,
@@ -72,8 +73,11 @@ def bench_backbone(
         )
 
     images, targets = next(iter(next(iter(sources.values()))))
+    start = time.perf_counter()
     for _ in range(args.warmup):
         step(images, targets)
+    sync(device)
+    warmup_s = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
@@ -97,7 +101,7 @@ def bench_backbone(
         sync(device)
         e2e_rates[pipeline] = seen / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return step_rate, e2e_rates, peak
+    return step_rate, e2e_rates, peak, warmup_s
 
 
 def main() -> None:
@@ -113,6 +117,7 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=64, help="identities in the generated set")
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--pipelines", nargs="+", default=["loader", "device"],
                         choices=["loader", "device"])
@@ -123,7 +128,8 @@ def main() -> None:
     print(
         f"device: {args.device} ({card}), torch {torch.__version__}, "
         f"{args.height}x{args.width}, batch {args.batch_size}, "
-        f"amp {autocast_dtype(device, not args.no_amp)}, channels_last {args.channels_last}"
+        f"amp {autocast_dtype(device, not args.no_amp)}, channels_last {args.channels_last}, "
+        f"compile {args.compile}"
     )
     if device.type == "cpu":
         print("(no GPU: CPU figures at this size are for correctness, not the GPU targets)")
@@ -157,11 +163,15 @@ def main() -> None:
                 BatchAugment(args.height, args.width), device,
             )
         header = "".join(f"{p + ' img/s':>14}{p + '/step':>13}" for p in sources)
-        print(f"{'backbone':<16}{'step img/s':>12}{header}{'s/Market epoch':>16}{'peak GiB':>10}")
+        print(f"{'backbone':<16}{'step img/s':>12}{header}{'s/Market epoch':>16}{'peak GiB':>10}"
+              f"{'warmup s':>10}")
         figures = {}
         for name in args.backbones:
-            step_rate, e2e_rates, peak = bench_backbone(name, args, sources, max(labels) + 1)
-            figures[name] = {"step": step_rate, **e2e_rates, "peak_gib": peak}
+            step_rate, e2e_rates, peak, warmup_s = bench_backbone(
+                name, args, sources, max(labels) + 1
+            )
+            figures[name] = {"step": step_rate, **e2e_rates, "peak_gib": peak,
+                             "warmup_s": warmup_s}
             if args.json:
                 args.json.write_text(json.dumps({"card": card, "backbones": figures}, indent=1))
             peak_text = f"{peak:.1f}" if peak is not None else "-"
@@ -169,7 +179,7 @@ def main() -> None:
             best = max(e2e_rates.values())
             print(
                 f"{name:<16}{step_rate:>12.0f}{cells}"
-                f"{MARKET_TRAIN_IMAGES / best:>16.1f}{peak_text:>10}",
+                f"{MARKET_TRAIN_IMAGES / best:>16.1f}{peak_text:>10}{warmup_s:>10.1f}",
                 flush=True,
             )
 

@@ -2,6 +2,7 @@
 # One GPU check, run on a lent GPU machine (no dvc, no mlflow there) or, tiny, on the CPU:
 #   benchmarks/gpu_check.sh                          # GPU: benchmarks + real-data CUHK03 run
 #   TINY=1 benchmarks/gpu_check.sh                   # CPU rehearsal on the generated data
+#   PARTS="compile eval" benchmarks/gpu_check.sh     # only some parts (default: bench eval real)
 # Real data: copy ../shared/data/cuhk03-np-pair1-256x128 to gpu_data/ (ignored by git) and
 # carry it. The training epochs are chosen from the measured throughput so that training takes
 # about TRAIN_BUDGET seconds (or set EPOCHS). Every step has its own time limit and a failed
@@ -15,6 +16,8 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 PY=${PYTHON:-$(command -v python || command -v python3)}
 DATA=${DATA:-gpu_data/cuhk03-np-pair1-256x128}
 TRAIN_BUDGET=${TRAIN_BUDGET:-160}
+PARTS=" ${PARTS:-bench eval real} "
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 export PYTHONPATH=$PWD
 SCRIPT_START=$SECONDS
 
@@ -31,17 +34,24 @@ $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__ver
 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 
 if [ -n "${TINY:-}" ]; then
-  step 300 $PY benchmarks/bench_training.py --device cpu --height 64 --width 32 --batch-size 16 \
-    --steps 2 --warmup 1 --workers 1 --ids 16 --json "$OUT/bench_training.json"
-  step 300 $PY benchmarks/bench_evaluation.py --size small --device cpu --skip-oracle
+  BENCH="--device cpu --height 64 --width 32 --batch-size 16 --steps 2 --warmup 1 --workers 1 \
+    --ids 16"
+  EVAL="--size small --device cpu"
   SIZE="height: 64, width: 32"; SOURCE=generated; BATCH=16; WORKERS=1; PIPELINE=device
   TRAIN_IMAGES=400
 else
-  step 150 $PY benchmarks/bench_training.py --steps 100 --warmup 10 --workers 12 \
-    --channels-last --json "$OUT/bench_training.json"
-  step 150 $PY benchmarks/bench_evaluation.py --size market --device cuda --skip-oracle
+  BENCH="--steps 100 --warmup 10 --workers 12 --channels-last"
+  EVAL="--size market --device cuda"
   SIZE="height: 256, width: 128"; SOURCE=$DATA; BATCH=64; WORKERS=12; PIPELINE=auto
   TRAIN_IMAGES=4145  # CUHK03-NP pair 1, detected, train split
+fi
+part bench && step 150 $PY benchmarks/bench_training.py $BENCH --json "$OUT/bench_training.json"
+part compile && step 300 $PY benchmarks/bench_training.py $BENCH --compile --pipelines device \
+  --backbones resnet50 effnetv2 --json "$OUT/bench_compile.json"
+part eval && step 150 $PY benchmarks/bench_evaluation.py $EVAL --skip-oracle
+if ! part real; then
+  echo "TOTAL $((SECONDS - SCRIPT_START)) s"
+  exit 0
 fi
 
 # Epochs: as many as fit TRAIN_BUDGET seconds for the three backbones at the measured

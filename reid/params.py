@@ -89,6 +89,7 @@ class TrainParams:
     channels_last: bool = True  # CUDA only
     nproc: int = 1  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
     sync_bn: bool = False  # nproc > 1 on CUDA: BatchNorm statistics over all processes
+    compile: bool = False  # torch.compile the model (pays off on long GPU runs)
 
 
 @dataclass(frozen=True)

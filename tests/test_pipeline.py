@@ -146,3 +146,19 @@ def test_exp_run_backbone_reruns_only_what_reads_it(repro, env):
     assert after["headline"]["mAP"] == after["effnetv2"]["mAP"]
     changed = diff["metrics/market1501/evaluate.json"]
     assert "headline.mAP" in changed or after["effnetv2"]["mAP"] == after["resnet50"]["mAP"]
+
+
+def test_exp_run_trains_with_two_processes(repro, env):
+    """`-S train.nproc=2`: the train stages relaunch themselves under torchrun (gloo on CPU)."""
+    proc = subprocess.run(["dvc", "exp", "run", "-S", "train.nproc=2"], cwd=repro, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    ran = {line.split("'")[1] for line in proc.stdout.splitlines()
+           if line.startswith("Running stage")}
+    assert {f"train_{b}@{ds}" for b in ("resnet50", "ibn", "effnetv2") for ds in DATASETS} <= ran
+    assert "launching 2 processes" in output and "rank 1 of 2" in output
+    for ds in DATASETS:
+        metrics = json.loads((repro / "metrics" / ds / "evaluate.json").read_text())
+        assert 0 <= metrics["resnet50"]["mAP"] <= 100
+    assert json.loads(run(["dvc", "status", "--json"], repro, env)) == {}

@@ -64,6 +64,7 @@ class TrainConfig:
     pin_memory: bool = True
     channels_last: bool = False  # NHWC memory order for the model (fastest for convs on CUDA)
     sync_bn: bool = False  # multi-process: batch statistics over all ranks (CUDA only)
+    compile: bool = False  # torch.compile the model: faster steps after a compile of ~1 min
 
 
 def seed_everything(seed: int) -> None:
@@ -152,6 +153,8 @@ def train(
     # state is checkpointed. The centres are averaged by train_step.
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                   else None) if world_size > 1 else model
+    if cfg.compile:
+        net = torch.compile(net)
     optimizer, center_optimizer, scheduler = build_optimizers(model, criterion, cfg, device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = grad_scaler(device, amp_dtype)

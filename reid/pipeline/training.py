@@ -61,6 +61,7 @@ def train_config(params: Params, backbone: str) -> TrainConfig:
         pin_memory=t.pin_memory,
         channels_last=t.channels_last and select_device(t.device).type == "cuda",
         sync_bn=t.sync_bn,
+        compile=t.compile,
     )
 
 
