@@ -63,7 +63,7 @@ def test_exact_ties_are_broken_by_index(small_blocks, monkeypatch):
     calls = []
     exact = rerank._exact_neighbours
     monkeypatch.setattr(
-        rerank, "_exact_neighbours", lambda *a: calls.append(len(a[3])) or exact(*a)
+        rerank, "_exact_neighbours", lambda *a: calls.append(len(a[2])) or exact(*a)
     )
     rng = np.random.default_rng(2)
     feats = rng.integers(0, 3, size=(150, 4)).astype(np.float64)
@@ -138,3 +138,56 @@ def test_distance_blocks_stay_bounded(small_blocks, monkeypatch):
 def test_bad_inputs_raise(args, message):
     with pytest.raises(ValueError, match=message):
         k_reciprocal_rerank(*args)
+
+
+def near_tie_clusters(rng, num_clusters, dim, cuts, size=24):
+    """Float32 (queries, gallery) with near ties in the squared distances at the given cuts.
+
+    Cluster m: query x (a centre) and `size` gallery points x + w, by increasing |w|^2. In x's
+    neighbour list (x itself first), ranks c - 1 and c of every cut c hold a pair x + u and
+    x + P u + t e, with P a cyclic shift of the coordinates (|P u| = |u| exactly), e the last unit
+    vector, unused elsewhere: their squared distances to x differ by t^2 = 2^-30 (relative ~1e-9),
+    far below float32 resolution. Every value is a multiple of 2^-15 below 4, so float32 holds
+    the features exactly and every float64 distance is exact: float64 runs agree to the bit.
+    Clusters are far apart (centre distances ~9, cluster radii ~1.1).
+    """
+    centres = np.zeros((num_clusters, dim))
+    centres[:, :-1] = rng.integers(-32, 33, (num_clusters, dim - 1)) / 16
+    gallery = []
+    for x in centres:
+        w = np.zeros((size, dim))
+        w[:, :-1] = np.round(rng.normal(0.0, 0.2, (size, dim - 1)) * 256) / 256
+        w = w[np.argsort((w**2).sum(1))]
+        for c in cuts:  # w[i] is at rank i + 1: the pair at ranks c - 1, c is w[c - 2], w[c - 1]
+            w[c - 1, :-1] = np.roll(w[c - 2, :-1], 1)
+            w[c - 1, -1] = 2.0**-15
+        gallery.append(x + w)
+    gallery = np.concatenate(gallery)[rng.permutation(num_clusters * size)]
+    return centres.astype(np.float32), gallery.astype(np.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES[1:])
+@pytest.mark.parametrize("spare", [1, rerank.SPARE_NEIGHBOURS])
+def test_near_ties_at_the_cuts_follow_float64(small_blocks, monkeypatch, device, spare):
+    """Float32 features: the sets at every cut are those of the exact (float64) distances.
+
+    Near ties that float32 cannot resolve sit at the cuts k2, round(k1 / 2) + 1 and k1 + 1; the
+    float32 run must choose as the float64 run does, whatever the GEMM's rounding on `device`.
+    With one spare neighbour, the rows tied at the deepest cut are re-sorted over all points;
+    with more, among their kept neighbours.
+    """
+    monkeypatch.setattr(rerank, "SPARE_NEIGHBOURS", spare)
+    over_all = []
+    exact = rerank._exact_neighbours
+    monkeypatch.setattr(
+        rerank, "_exact_neighbours", lambda *a: over_all.append(len(a) == 4) or exact(*a)
+    )
+    k1, k2, lam = 20, 6, 0.3
+    q, g = near_tie_clusters(np.random.default_rng(6), 20, 32, [k2, round(k1 / 2) + 1, k1 + 1])
+    q64, g64 = q.astype(np.float64), g.astype(np.float64)
+    expected = k_reciprocal_rerank_dense(q64, g64, k1, k2, lam)
+    in_float64 = k_reciprocal_rerank(q64, g64, k1, k2, lam, device=device)
+    np.testing.assert_allclose(in_float64, expected, rtol=0, atol=1e-5)
+    in_float32 = k_reciprocal_rerank(q, g, k1, k2, lam, device=device)
+    np.testing.assert_allclose(in_float32, in_float64, rtol=0, atol=1e-4)
+    assert any(over_all) == (spare == 1) and not all(over_all)

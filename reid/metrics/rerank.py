@@ -21,11 +21,16 @@ Jaccard sums are accumulated for a block of queries at a time through V's invert
 Memory is O(N * D + num_query * num_gallery + nnz(V)); the output itself is Q x G float32.
 Time is dominated by the N^2 / 2 * D multiply-adds of the distance blocks.
 
-Neighbour order: ties in original_dist are broken by the lower index (a stable sort), and the
-k nearest are exactly the k smallest (distance, index) pairs: a row whose k-th and (k+1)-th
-smallest distance are equal is recomputed and stably sorted. (The authors' `np.argsort` leaves
-ties in an unspecified order.) The authors store V in float16; here V and the Jaccard sums are
-float64 and the distances use the feature dtype (float64 stays float64, else float32).
+Neighbour order: only the sets matter, at the cuts k2, round(k1 / 2) + 1 and k1 + 1, and they
+are those of the float64 distances of the features, ties broken by the lower index: the k
+nearest are the k smallest (float64 distance, index) pairs at every cut. The distance GEMM
+rounds differently on every device (and in float32 by far more than the gaps of near-tied
+neighbours), so a row whose computed gap at a cut is within a bound of that rounding is
+re-sorted by float64 distances (`_near_tie_rows`, `_exact_neighbours`): the sets, and thus the
+result up to float rounding of the values, do not depend on the device's GEMM (TF32 aside: its
+rounding exceeds the bound). (The authors' `np.argsort` leaves ties in an unspecified order.)
+The authors store V in float16; here V and the Jaccard sums are float64 and the distances use
+the feature dtype (float64 stays float64, else float32).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ logger = logging.getLogger(__name__)
 # Rows (and columns) per distance block, and (pair) elements per chunk of sparse work.
 BLOCK_ROWS = 4096
 CHUNK_ELEMENTS = 1 << 22
+# A row is re-sorted by float64 distances where a gap at a cut is within TIE_MARGIN * sqrt(dim)
+# * eps * max |x|^2 (see _rounding_tolerance); among its kept neighbours, which are the `depth`
+# nearest and SPARE_NEIGHBOURS (>= 1) more, unless these may be too few (then over all N).
+TIE_MARGIN = 32.0
+SPARE_NEIGHBOURS = 8
 
 
 def k_reciprocal_rerank(
@@ -69,8 +79,9 @@ def k_reciprocal_rerank(
     del feats
 
     depth = min(max(k1 + 1, k2), n)
+    cuts = {k1 + 1, int(np.around(k1 / 2)) + 1} | ({k2} if k2 != 1 else set())
     qg_dist = torch.empty((num_query, n - num_query), dtype=left.dtype)  # CPU
-    near_idx, near_dist, col_max = _nearest_neighbours(left, right, depth, qg_dist)
+    near_idx, near_dist, col_max = _nearest_neighbours(left, right, depth, cuts, qg_dist)
     initial_rank = near_idx[:, :depth]
 
     with _one_thread_on_cpu(device):
@@ -158,18 +169,19 @@ def _sq_distances(left, right, a, b, c, e, out=None) -> torch.Tensor:
 
 
 def _nearest_neighbours(
-    left: torch.Tensor, right: torch.Tensor, depth: int, qg_dist: torch.Tensor
+    left: torch.Tensor, right: torch.Tensor, depth: int, cuts: set[int], qg_dist: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The nearest neighbours of every point, and the column maxima of D (N,).
 
-    Returns indices (N, K) and original_dist values (N, K), K = min(depth + 1, N), sorted by
-    (original_dist, index): the first `depth` columns are initial_rank[:, :depth]. Also fills
-    `qg_dist` (Q, G) with D[query, gallery]. One pass over the upper-triangle blocks of D; each
-    row keeps its K smallest distances (one extra to detect ties at the cut), merged block by
-    block with torch.topk.
+    Returns indices (N, K) and original_dist values (N, K), K = min(depth + SPARE_NEIGHBOURS, N),
+    sorted by (original_dist, index): the first `depth` columns are initial_rank[:, :depth]. Also
+    fills `qg_dist` (Q, G) with D[query, gallery]. One pass over the upper-triangle blocks of D;
+    each row keeps its K smallest distances, merged block by block with torch.topk. Rows with a
+    near tie at one of the `cuts` (set sizes <= depth) are then re-sorted by float64 distances,
+    so that the sets at the cuts are those of the exact distances, whatever the GEMM's rounding.
     """
     n = left.shape[0]
-    keep = min(depth + 1, n)
+    keep = min(depth + SPARE_NEIGHBOURS, n)
     device = left.device
     best_d = torch.full((n, keep), float("inf"), dtype=left.dtype, device=device)
     best_i = torch.zeros((n, keep), dtype=torch.long, device=device)
@@ -201,6 +213,7 @@ def _nearest_neighbours(
                 merge(c, block.T, a)
                 col_max[a:b] = torch.maximum(col_max[a:b], block.amax(dim=1))
                 _store_query_gallery(qg_dist, block.T, c, a)
+    del buffer, block  # before the float64 re-sorts below
     if not bool((col_max > 0).all()):
         raise ValueError("k_reciprocal_rerank: all features are identical (zero distances)")
 
@@ -209,12 +222,55 @@ def _nearest_neighbours(
     best_d = (best_d / col_max[:, None]).gather(1, order)
     best_d, order = torch.sort(best_d, dim=1, stable=True)
     best_i = best_i.gather(1, order)
-    if keep > depth:
-        tied = torch.nonzero(best_d[:, depth - 1] == best_d[:, depth]).flatten()
-        if len(tied):
-            logger.debug("%d rows with tied neighbours at the cut: sorted exactly", len(tied))
-            best_d[tied], best_i[tied] = _exact_neighbours(left, right, col_max, tied, keep)
+    tol = _rounding_tolerance(left) / col_max  # per row, in units of original_dist
+    tied = _near_tie_rows(best_d, cuts, tol)
+    # Their exact `depth` nearest are among the K kept, unless the K-th kept is within tol of the
+    # depth-th (the test of a cut: nearer ones may lie beyond) and not all N are kept.
+    spread = best_d[tied, keep - 1] - best_d[tied, depth - 1]
+    over_all = (spread <= tol[tied]) & (keep < n)
+    local, full = tied[~over_all], tied[over_all]
+    message = "%d of %d rows with near ties at a cut: re-sorted in float64 (%d over all points)"
+    logger.debug(message, len(tied), n, len(full))
+    feats = left[:, :-2]
+    if len(local):
+        with _one_thread_on_cpu(device):  # small gathers and sorts: see _one_thread_on_cpu
+            d, i = _exact_neighbours(feats, col_max, local, keep, best_i[local])
+        best_d[local], best_i[local] = d, i
+    if len(full):
+        best_d[full], best_i[full] = _exact_neighbours(feats, col_max, full, keep)
     return best_i, best_d, col_max
+
+
+def _rounding_tolerance(left: torch.Tensor) -> float:
+    """Bound on the GEMM's rounding of the difference of two computed D[i, j] of one row.
+
+    D[i, j] is a (dim + 2)-term product of augmented rows whose terms sum to at most 4 max |x|^2
+    in absolute value; float GEMMs (blocked, FMA: MKL, OpenBLAS, cuBLAS) round it with errors
+    that grow like sqrt(dim) * eps times that (the dim * eps worst case of sequential sums is
+    not met). On the Market-size benchmark (2048-d, |x| = 1, float32) the largest errors were
+    0.11 sqrt(dim) eps max|x|^2 on the CPU (6.0e-7; 1500 rows x all) and 0.86 on an H200
+    (4.7e-6; all N x N, 4096-blocks as here). A gap at a cut misleads only when two errors sum
+    to more than it, so TIE_MARGIN = 32 leaves a margin of ~19 over that GPU, and re-sorts ~9%
+    of the rows there, among their kept neighbours (well under a second). For float64 features
+    the bound is ~3e-13 max|x|^2 (2048-d): practically only exact ties.
+    """
+    dim = left.shape[1] - 2
+    max_sq_norm = float(left[:, dim].max())
+    return TIE_MARGIN * dim**0.5 * torch.finfo(left.dtype).eps * max_sq_norm
+
+
+def _near_tie_rows(best_d, cuts, tol) -> torch.Tensor:
+    """Rows whose set of the c nearest, for some c in `cuts`, may depend on the rounding of D.
+
+    best_d: sorted original_dist (N, K); tol (N,). If every computed value is within tol / 2 of
+    the exact one, a computed gap best_d[:, c] - best_d[:, c - 1] > tol proves that the c nearest
+    are the exact c nearest (moving a neighbour across the cut takes two errors summing to more
+    than the gap).
+    """
+    cuts = [c for c in sorted(cuts) if c < best_d.shape[1]]
+    cuts = torch.tensor(cuts, dtype=torch.long, device=best_d.device)
+    gaps = best_d[:, cuts] - best_d[:, cuts - 1]
+    return torch.nonzero((gaps <= tol[:, None]).any(dim=1)).flatten()
 
 
 def _store_query_gallery(qg_dist: torch.Tensor, block: torch.Tensor, a: int, c: int) -> None:
@@ -228,18 +284,43 @@ def _store_query_gallery(qg_dist: torch.Tensor, block: torch.Tensor, a: int, c: 
     qg_dist[rows, first_col - num_query : first_col - num_query + part.shape[1]] = part.cpu()
 
 
-def _exact_neighbours(left, right, col_max, rows, width) -> tuple[torch.Tensor, torch.Tensor]:
-    """original_dist and indices of the `width` nearest of `rows`, by a full stable sort."""
-    n = left.shape[0]
-    values, indices = [], []
-    step = max(1, CHUNK_ELEMENTS // n)
+def _exact_neighbours(
+    feats, col_max, rows, width, candidates=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """original_dist and indices of the `width` nearest of `rows`, by float64 distances.
+
+    Among `candidates` (len(rows), C) indices, or all N points when None. D = |x_i|^2 + |x_j|^2
+    - 2 x_i . x_j from the features (N, dim) with every term in float64, whose rounding is far
+    below the gaps float32 can tell apart, then a stable sort of the candidates in index order:
+    the order is by (float64 distance, index). Values are returned in the features' dtype.
+    Memory: about CHUNK_ELEMENTS float64 at a time, and one BLOCK_ROWS x dim block over all N.
+    """
+    n, dim = feats.shape
+    # Written in place: per-chunk results kept in lists fragmented the heap (peak RSS +0.5 GB).
+    values = torch.empty((len(rows), width), dtype=feats.dtype, device=feats.device)
+    indices = torch.empty((len(rows), width), dtype=torch.long, device=feats.device)
+    if candidates is None:
+        step = max(1, CHUNK_ELEMENTS // n)
+    else:  # (rows, C, dim) float64 gathers of 1/8 chunk (4 MB): they add little to the peak
+        step = max(1, CHUNK_ELEMENTS // (8 * candidates.shape[1] * dim))
     for s in range(0, len(rows), step):
         r = rows[s : s + step]
-        dist = left[r] @ right.T
-        dist, order = torch.sort(dist / col_max[r, None], dim=1, stable=True)
-        values.append(dist[:, :width])
-        indices.append(order[:, :width])
-    return torch.cat(values), torch.cat(indices)
+        x = feats[r].double()
+        if candidates is None:
+            cols = None
+            dist = torch.empty((len(r), n), dtype=torch.float64, device=feats.device)
+            for c in range(0, n, BLOCK_ROWS):
+                y = feats[c : c + BLOCK_ROWS].double()
+                dist[:, c : c + len(y)] = torch.addmm((y * y).sum(dim=1), x, y.T, alpha=-2.0)
+        else:
+            cols = torch.sort(candidates[s : s + step], dim=1).values
+            y = feats[cols].double()  # (rows, C, dim)
+            dist = (y * y).sum(dim=2) - 2.0 * torch.bmm(y, x[:, :, None])[:, :, 0]
+        dist += (x * x).sum(dim=1, keepdim=True)
+        dist, order = torch.sort(dist, dim=1, stable=True)
+        values[s : s + step] = dist[:, :width] / col_max[r, None]
+        indices[s : s + step] = (order if cols is None else cols.gather(1, order))[:, :width]
+    return values, indices
 
 
 def _segments(starts: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
