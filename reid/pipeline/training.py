@@ -19,7 +19,7 @@ from reid.data.sources import file_digest
 from reid.data.transforms import build_train_transform
 from reid.distributed import DistInfo, distributed
 from reid.engine.checkpoint import fingerprint
-from reid.engine.train import TrainConfig, train
+from reid.engine.train import TrainConfig, seed_everything, train
 from reid.io import atomic_path
 from reid.losses import ReidLoss
 from reid.models import build_model
@@ -158,6 +158,9 @@ def _train_on_rank(
         saved_key, _, saved_id = run_id_file.read_text().partition(" ")
         run_id = saved_id.strip() if saved_key == run_key else None
 
+    # Seeded initial weights: reproducible runs, and the very network that extract_features
+    # scores as the "before training" baseline (torch seeds itself randomly per process).
+    seed_everything(params.train.seed)
     model = build_reid_model(params, backbone, num_classes, pretrained=True)
     criterion = ReidLoss(
         num_classes,
