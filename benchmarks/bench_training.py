@@ -43,7 +43,7 @@ def sync(device: torch.device) -> None:
 
 def bench_backbone(
     name: str, args: argparse.Namespace, sources: dict[str, BatchSource], num_classes: int
-) -> tuple[float, dict[str, float], float | None]:
+) -> tuple[float, dict[str, float], float | None, float]:
     device = torch.device(args.device)
     model = build_model(name, num_classes).to(device)
     criterion = ReidLoss(num_classes, model.feature_dim).to(device)

@@ -143,6 +143,15 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             param.grad.div_(world)
 
 
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's `obj`, in rank order ([obj] in a single process)."""
+    if not is_distributed():
+        return [obj]
+    objects: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(objects, obj)
+    return objects
+
+
 def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """In place: the tensor summed over the ranks (for epoch statistics)."""
     if is_distributed():

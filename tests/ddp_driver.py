@@ -7,9 +7,12 @@ Trains a small conv net with the real engine (P x K sampler, ReidLoss, DDP under
 fixed images (no random augmentation, so both runs see the same pixels) for a few steps; each
 rank saves its weights and the loss history to OUT/rank<r>.pt. Args: OUT, the per-rank batch
 size, and `bn` (the BNNeck) or `identity` (no batch statistics in the model: the multi-process
-run must then equal the single-process one up to float rounding).
+run must then equal the single-process one up to float rounding); then optionally `noise`
+(random noise on every image, drawn from each rank's own generator, like augmentation) and
+`crash=E` (rank 0 dies right after checkpointing epoch E, to test resuming).
 """
 
+import os
 import sys
 
 import torch
@@ -34,7 +37,8 @@ class TinyBackbone(nn.Sequential):
 
 
 class FixedImages(Dataset):
-    def __init__(self) -> None:
+    def __init__(self, noise: bool) -> None:
+        self.noise = noise
         g = torch.Generator().manual_seed(123)
         self.labels = [i // PER_ID for i in range(NUM_IDS * PER_ID)]
         centres = torch.rand(NUM_IDS, 3, 1, 1, generator=g)
@@ -45,11 +49,19 @@ class FixedImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.images[i], self.labels[i]
+        noise = 0.05 * torch.randn(3, 16, 8) if self.noise else 0.0
+        return self.images[i] + noise, self.labels[i]
 
 
 def main() -> None:
     out, batch_size, neck = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    options = sys.argv[4:]
+    crash = next((int(o.split("=")[1]) for o in options if o.startswith("crash=")), None)
+
+    def on_epoch(stats: dict) -> None:  # rank 0, after its checkpoint
+        if stats["epoch"] == crash:
+            os._exit(3)
+
     with distributed(torch.device("cpu")) as (info, device):
         torch.manual_seed(0)
         model = ReidModel(TinyBackbone(), NUM_IDS)
@@ -57,7 +69,7 @@ def main() -> None:
             model.neck = nn.Identity()
         criterion = ReidLoss(NUM_IDS, TinyBackbone.num_features)
         initial = {name: p.detach().clone() for name, p in model.named_parameters()}
-        data = FixedImages()
+        data = FixedImages("noise" in options)
         cfg = TrainConfig(epochs=3, batch_size=batch_size, num_instances=4, warmup_epochs=1,
                           milestones=(2,), num_workers=0, seed=7, lr=1e-3)
         sampler = RandomIdentitySampler(data.labels, batch_size, 4, seed=cfg.seed,
@@ -65,7 +77,7 @@ def main() -> None:
         batches = LoaderBatches(data, sampler, device, num_workers=0)
         history = train(model, criterion, batches, cfg, device=device,
                         checkpoint_path=f"{out}/checkpoint.pt", settings={"test": "ddp"},
-                        progress=False)
+                        on_epoch=on_epoch, progress=False)
         weights = {name: p.detach() for name, p in model.named_parameters()}
         torch.save({"weights": weights, "centers": criterion.center.centers.detach(),
                     "initial": initial, "history": history}, f"{out}/rank{info.rank}.pt")

@@ -23,12 +23,17 @@ DRIVER = REPO / "tests" / "ddp_driver.py"
 LOSS_KEYS = ("loss", "ce", "triplet", "center", "accuracy")
 
 
-def run_driver(out: Path, nproc: int, batch_size: int, neck: str) -> list[dict]:
-    out.mkdir()
-    argv = [str(DRIVER), str(out), str(batch_size), neck]
+def run_driver(
+    out: Path, nproc: int, batch_size: int, neck: str, *options: str, expect_fail: bool = False
+) -> list[dict]:
+    out.mkdir(exist_ok=True)
+    argv = [str(DRIVER), str(out), str(batch_size), neck, *options]
     command = torchrun_command(nproc, argv) if nproc > 1 else [sys.executable, *argv]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**_env(), "PYTHONPATH": str(REPO)})
+    if expect_fail:
+        assert result.returncode != 0
+        return []
     assert result.returncode == 0, result.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt") for r in range(nproc)]
 
@@ -83,6 +88,18 @@ def test_with_the_bnneck_losses_stay_close(runs) -> None:
     for a, b in zip(single["history"], multi["history"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=0.02)
     assert max_weight_diff(single, multi) > 0  # BN statistics differ, as documented
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None:
+    """Rank 0 dies after epoch 2; the re-run resumes every rank with its own random streams."""
+    (whole, _) = run_driver(tmp_path / "whole", 2, 8, "bn", "noise")
+    run_driver(tmp_path / "resumed", 2, 8, "bn", "noise", "crash=2", expect_fail=True)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "rank0.pt").exists()
+    (resumed, _) = run_driver(tmp_path / "resumed", 2, 8, "bn", "noise")
+    assert max_weight_diff(whole, resumed) == 0.0
+    for a, b in zip(whole["history"], resumed["history"], strict=True):
+        assert {k: a[k] for k in LOSS_KEYS} == {k: b[k] for k in LOSS_KEYS}
 
 
 def test_plain_run_is_one_process(monkeypatch) -> None:

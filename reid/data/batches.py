@@ -2,7 +2,7 @@
 
 `LoaderBatches`: the per-image path, a DataLoader whose workers decode and augment with PIL
 and torchvision (the default on a CPU). `DeviceBatches`: the training set decoded once into a
-uint8 tensor, kept on the GPU when it fits (else in pinned host memory), each batch gathered
+uint8 tensor, kept on the GPU when it fits (else in host memory), each batch gathered
 and augmented there by `BatchAugment` (the default on CUDA). Both draw indices from the same
 P x K sampler and give the same distribution of augmented images.
 """
@@ -112,7 +112,7 @@ class DeviceBatches:
     """Batches gathered from decoded uint8 images and augmented on `device`.
 
     images: uint8 (N, 3, H, W); labels: (N,). The images move to `device` when they fit there
-    (`keeps_on_device`); otherwise they stay in pinned host memory and each batch is copied
+    (`keeps_on_device`); otherwise they stay in host memory and each batch is copied
     before it is augmented. Augmented batches are channels-last float32.
     """
 
@@ -133,9 +133,10 @@ class DeviceBatches:
         if keeps_on_device(nbytes, device):
             self.images = images.to(device)
         else:
-            log.warning("decoded images (%.1f GB) do not fit on %s: kept in pinned host memory",
+            # Not pinned: a gathered batch is a new pageable tensor anyway.
+            log.warning("decoded images (%.1f GB) do not fit on %s: kept in host memory",
                         nbytes / 1e9, device)
-            self.images = images.pin_memory()
+            self.images = images
         self.labels = torch.as_tensor(labels, dtype=torch.int64, device=device)
 
     def set_epoch(self, epoch: int) -> None:

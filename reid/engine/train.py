@@ -29,6 +29,7 @@ from reid.data.batches import BatchSource
 from reid.distributed import (
     average_gradients,
     broadcast_parameters,
+    gather_objects,
     rank_and_world,
     sum_over_ranks,
 )
@@ -175,7 +176,9 @@ def train(
         center_optimizer.load_state_dict(state["center_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        # Each rank continues its own random streams (rank 0's alone would make all ranks draw
+        # the same augmentations after a resume).
+        set_rng_state(state.get("rng_per_rank", [state["rng"]])[rank])
         history = state["history"]
         start_epoch = state["epoch"] + 1
         log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
@@ -188,6 +191,7 @@ def train(
         )
         scheduler.step()
         history.append(stats)
+        rng_per_rank = gather_objects(rng_state())
         if rank != 0:  # only rank 0 writes; all ranks read the checkpoint when resuming
             continue
         save_checkpoint(
@@ -199,7 +203,8 @@ def train(
                 "center_optimizer": center_optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": rng_state(),
+                "rng": rng_per_rank[0],
+                "rng_per_rank": rng_per_rank,
                 "epoch": epoch,
                 "history": history,
                 "fingerprint": run_fingerprint,

@@ -145,7 +145,7 @@ def _train_on_rank(
         "dataset": dataset,
         "model": asdict(params.models[backbone]),
         "input": asdict(params.input),
-        "input_pipeline": params.train.input_pipeline,
+        "device_pipeline": uses_device_pipeline(params.train.input_pipeline, device),
         "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
         "manifest_sha256": file_digest(manifest_file, "sha256"),
         "world_size": info.world_size,  # the global batch is batch_size x world_size
