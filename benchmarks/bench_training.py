@@ -152,7 +152,7 @@ def main() -> None:
             data = ImageDataset(paths, labels, build_train_transform(args.height, args.width))
             sources["loader"] = LoaderBatches(
                 data, RandomIdentitySampler(labels, args.batch_size, 4, seed=0), device,
-                num_workers=args.workers,
+                num_workers=args.workers, persistent_workers=True,
             )
         if "device" in args.pipelines:
             start = time.perf_counter()

@@ -49,6 +49,7 @@ class LoaderBatches:
         *,
         num_workers: int = 2,
         pin_memory: bool = True,
+        persistent_workers: bool = False,
     ) -> None:
         self.sampler = sampler
         self.device = device
@@ -59,6 +60,7 @@ class LoaderBatches:
             drop_last=True,
             num_workers=num_workers,
             pin_memory=pin_memory and device.type == "cuda",
+            persistent_workers=persistent_workers and num_workers > 0,
         )
 
     def set_epoch(self, epoch: int) -> None:
