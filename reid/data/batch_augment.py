@@ -79,6 +79,7 @@ class BatchAugment:
         self.flip_p = flip_p
         self.padding = padding
         self.erasing_p = erasing_p
+        self._mean_std: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def sample(self, batch: int) -> AugmentParams:
         """Draw the parameters of `batch` images on the CPU from torch's global generator."""
@@ -131,8 +132,12 @@ class BatchAugment:
         # result is already in channels-last memory order.
         x = x[batch_index, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        if device not in self._mean_std:  # once per device, not a host-to-device copy per batch
+            self._mean_std[device] = tuple(
+                torch.tensor(v, device=device).view(1, 3, 1, 1)
+                for v in (IMAGENET_MEAN, IMAGENET_STD)
+            )
+        mean, std = self._mean_std[device]
         x = x.float().mul_(1.0 / 255).sub_(mean).div_(std)  # as ToDtype(scale) + Normalize
 
         r = torch.arange(h, device=device)[None, :]

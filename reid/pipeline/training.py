@@ -17,7 +17,7 @@ from reid.data.manifest import read_manifest
 from reid.data.sampler import RandomIdentitySampler
 from reid.data.sources import file_digest
 from reid.data.transforms import build_train_transform
-from reid.distributed import DistInfo, distributed
+from reid.distributed import DistInfo, distributed, launched_by_torchrun, relaunch
 from reid.engine.checkpoint import fingerprint
 from reid.engine.train import TrainConfig, seed_everything, train
 from reid.io import atomic_path
@@ -113,6 +113,19 @@ def build_reid_model(params: Params, backbone: str, num_classes: int, *, pretrai
         pretrained=model_params.pretrained if pretrained else None,
         effnet_variant=model_params.variant,
     )
+
+
+def train_stage(
+    params: Params, backbone: str, dataset: str, *, argv: list[str], progress: bool = True
+) -> None:
+    """A train stage: `train_backbone`, or with train.nproc > 1 the stage `argv` under torchrun."""
+    nproc = params.train.nproc
+    if nproc > 1 and not launched_by_torchrun():
+        status = relaunch(nproc, argv)
+        if status:
+            raise RuntimeError(f"torchrun with {nproc} processes failed (exit status {status})")
+        return
+    train_backbone(params, backbone, dataset, progress=progress)
 
 
 def train_backbone(
