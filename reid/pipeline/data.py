@@ -92,7 +92,9 @@ def split(dataset: str, params: DatasetParams, raw: Path, out_dir: Path) -> dict
         protocol = "Market-1501 standard (junk -1 ignored, distractors 0000 in the gallery)"
     else:
         manifest = parse_cuhk03(raw, out_dir / "images", params.variant)
-        protocol = f"CUHK03 new protocol (split files), {params.variant}"
+        protocol = (
+            f"CUHK03 new protocol (train/query/gallery from the split files), {params.variant}"
+        )
     write_manifest(manifest, out_dir / "manifest.csv")
     summary = {
         "dataset": dataset,
