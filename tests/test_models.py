@@ -105,6 +105,27 @@ def test_other_effnet_variants_get_last_stride_one(variant: str) -> None:
         assert backbone(torch.zeros(1, 3, 64, 32)).shape[-2:] == (4, 2)
 
 
+def _residual_blocks(name: str, backbone: nn.Module) -> list[nn.Module]:
+    if name == "effnetv2":
+        return [b for stage in backbone.blocks for b in stage if b.has_skip]
+    layers = [backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+    return [b for layer in layers for b in layer if b.downsample is None]
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet50_ibn_a", "effnetv2"])
+def test_untrained_residual_blocks_start_as_the_identity(name: str) -> None:
+    # the last norm of every residual branch starts at scale 0 (Goyal et al. 2017)
+    backbone = build_backbone(name).eval()
+    blocks = _residual_blocks(name, backbone)
+    assert len(blocks) >= 10
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for block in blocks:
+            channels = next(m for m in block.modules() if isinstance(m, nn.Conv2d)).in_channels
+            x = torch.rand(2, channels, 8, 4, generator=gen)  # >= 0: a ResNet block ends in ReLU
+            torch.testing.assert_close(block(x), x)
+
+
 def test_unknown_effnet_variant_raises() -> None:
     with pytest.raises(ValueError, match="'resnet18' is not a timm EfficientNet-v2"):
         build_backbone("effnetv2", effnet_variant="resnet18")
@@ -265,6 +286,9 @@ def test_timm_efficientnetv2_checkpoint_loads_without_classifier(tmp_path: Path)
     save_file(state, str(path))
     model = build_model("effnetv2", NUM_CLASSES, pretrained=path)
     torch.testing.assert_close(model.backbone.conv_head.weight, state["conv_head.weight"])
+    # the checkpoint's norm scales replace the zero init of the residual branches
+    first_block_norm = model.backbone.blocks[0][0].bn1.weight
+    torch.testing.assert_close(first_block_norm, state["blocks.0.0.bn1.weight"])
 
 
 class Tiny(nn.Module):
