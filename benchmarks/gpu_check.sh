@@ -82,7 +82,7 @@ p = yaml.safe_load(open("params.yaml"))
 p["datasets"] = ["cuhk03"]
 p["data"]["cuhk03"]["source"] = source
 p["input"].update(yaml.safe_load("{" + size + "}"))
-p["input"]["padding"] = round(10 * p["input"]["width"] / 128)  # the recipe: 10 px at 128 wide
+p["input"]["padding"] = int(10 * p["input"]["width"] / 128 + 0.5)  # the recipe: 10 px at 128 wide
 # The recipe's shape (warm-up 10 of 120 epochs, decay at 1/2 and 5/6 as BoT), scaled to `epochs`.
 p["train"].update(epochs=epochs, batch_size=int(batch), lr=3.5e-4,
                   warmup_epochs=max(1, round(epochs / 12)),
@@ -91,7 +91,7 @@ p["train"].update(epochs=epochs, batch_size=int(batch), lr=3.5e-4,
 p["tracking"]["enabled"] = False
 yaml.safe_dump(p, open(out, "w"), sort_keys=False)
 PY
-cat "$OUT/params.yaml" | sed -n '/^train:/,/^models:/p'
+sed -n '/^input:/,/^models:/p' "$OUT/params.yaml"
 P="--params $OUT/params.yaml --dataset cuhk03"
 step 120 $PY stages/download.py $P
 step 60 $PY stages/split.py $P

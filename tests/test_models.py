@@ -121,6 +121,9 @@ def test_untrained_residual_blocks_start_as_the_identity(name: str) -> None:
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for block in blocks:
+            norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+            assert torch.all(norms[-1].weight == 0)
+            assert len(norms) == 1 or torch.all(norms[0].weight != 0)
             channels = next(m for m in block.modules() if isinstance(m, nn.Conv2d)).in_channels
             x = torch.rand(2, channels, 8, 4, generator=gen)  # >= 0: a ResNet block ends in ReLU
             torch.testing.assert_close(block(x), x)
