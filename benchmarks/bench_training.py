@@ -51,16 +51,16 @@ def bench_backbone(
         model = model.to(memory_format=torch.channels_last)
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, amp=not args.no_amp)
     optimizer, center_optimizer, _ = build_optimizers(model, criterion, cfg, device)
-    amp_dtype = autocast_dtype(device, cfg.amp)
+    amp_dtype = autocast_dtype(device, cfg.amp, args.amp_dtype)
     scaler = grad_scaler(device, amp_dtype)
     model.train()
     net = torch.compile(model) if args.compile else model
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    def step(images, targets):
+    def step(images, targets) -> torch.Tensor:
         images = images.to(device, non_blocking=True).contiguous(memory_format=fmt)
         targets = targets.to(device, non_blocking=True)
-        train_step(
+        _, terms = train_step(
             net,
             criterion,
             images,
@@ -71,10 +71,12 @@ def bench_backbone(
             amp_dtype,
             cfg.center_weight,
         )
+        return terms.total.detach()
 
     images, targets = next(iter(next(iter(sources.values()))))
     start = time.perf_counter()
-    for _ in range(args.warmup):
+    first_loss = step(images, targets)
+    for _ in range(args.warmup - 1):
         step(images, targets)
     sync(device)
     warmup_s = time.perf_counter() - start
@@ -83,9 +85,15 @@ def bench_backbone(
     sync(device)
     start = time.perf_counter()
     for _ in range(args.steps):  # the same batch: the step alone, no input pipeline
-        step(images, targets)
+        last_loss = step(images, targets)
     sync(device)
     step_rate = args.steps * args.batch_size / (time.perf_counter() - start)
+    # A sanity check of the precision path: the loss on the repeated batch must fall and stay
+    # finite, and an fp16 run's GradScaler must keep a finite scale.
+    scale = f", grad scale {scaler.get_scale():g}" if scaler.is_enabled() else ""
+    steps = max(args.warmup, 1) + args.steps
+    print(f"  {name}: loss on the repeated batch {float(first_loss):.3f} -> "
+          f"{float(last_loss):.3f} after {steps} steps{scale}", flush=True)
 
     e2e_rates = {}
     for pipeline, source in sources.items():
@@ -116,6 +124,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--ids", type=int, default=64, help="identities in the generated set")
     parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--amp-dtype", default="auto", choices=["auto", "bfloat16", "float16"],
+                        help="autocast dtype on CUDA (auto: bf16 where supported)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -128,7 +138,8 @@ def main() -> None:
     print(
         f"device: {args.device} ({card}), torch {torch.__version__}, "
         f"{args.height}x{args.width}, batch {args.batch_size}, "
-        f"amp {autocast_dtype(device, not args.no_amp)}, channels_last {args.channels_last}, "
+        f"amp {autocast_dtype(device, not args.no_amp, args.amp_dtype)}, "
+        f"channels_last {args.channels_last}, "
         f"compile {args.compile}"
     )
     if device.type == "cpu":

@@ -2,7 +2,8 @@
 # One GPU check, run on a lent GPU machine (no dvc, no mlflow there) or, tiny, on the CPU:
 #   benchmarks/gpu_check.sh                          # GPU: benchmarks + real-data CUHK03 run
 #   TINY=1 benchmarks/gpu_check.sh                   # CPU rehearsal on the generated data
-#   PARTS="compile eval" benchmarks/gpu_check.sh     # only some parts (default: bench eval real)
+#   PARTS="compile eval" benchmarks/gpu_check.sh     # only some parts (default: bench eval real;
+#                                                      also: compile, fp16)
 # Real data: copy ../shared/data/cuhk03-np-pair1-256x128 to gpu_data/ (ignored by git) and
 # carry it. The training epochs are chosen from the measured throughput so that training takes
 # about TRAIN_BUDGET seconds (or set EPOCHS). Every step has its own time limit and a failed
@@ -48,6 +49,8 @@ fi
 part bench && step 150 $PY benchmarks/bench_training.py $BENCH --json "$OUT/bench_training.json"
 part compile && step 300 $PY benchmarks/bench_training.py $BENCH --compile --pipelines device \
   --backbones resnet50 effnetv2 --json "$OUT/bench_compile.json"
+part fp16 && step 200 $PY benchmarks/bench_training.py $BENCH --pipelines device \
+  --backbones resnet50 effnetv2 --amp-dtype float16 --json "$OUT/bench_fp16.json"
 part eval && step 150 $PY benchmarks/bench_evaluation.py $EVAL --skip-oracle
 if ! part real; then
   echo "TOTAL $((SECONDS - SCRIPT_START)) s"

@@ -34,6 +34,20 @@ def test_cuda_without_bf16_uses_fp16_with_one_scaler(monkeypatch):
     assert grad_scaler.__doc__ and "fp16" in grad_scaler.__doc__
 
 
+def test_forced_autocast_dtype_applies_on_cuda_only(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    cuda = torch.device("cuda")
+    assert autocast_dtype(cuda, amp=True, dtype="float16") is torch.float16
+    assert autocast_dtype(cuda, amp=True, dtype="bfloat16") is torch.bfloat16
+    assert autocast_dtype(torch.device("cpu"), amp=True, dtype="float16") is None
+    assert autocast_dtype(cuda, amp=False, dtype="float16") is None
+    with pytest.raises(ValueError, match="'fp8'"):
+        autocast_dtype(cuda, amp=True, dtype="fp8")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(ValueError, match="does not support"):
+        autocast_dtype(cuda, amp=True, dtype="bfloat16")
+
+
 def test_lr_schedule_warmup_then_steps():
     cfg = TrainConfig(epochs=60, warmup_epochs=10, warmup_factor=0.01, milestones=(30, 55))
     assert lr_factor(0, cfg) == pytest.approx(0.01)

@@ -74,14 +74,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+AMP_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast_dtype(device: torch.device, amp: bool, dtype: str = "auto") -> torch.dtype | None:
     """The autocast dtype for this device: bf16 on CUDA where supported, else fp16; None on CPU.
 
     CPU autocast is slower than fp32 for these convolutions, so the CPU always trains in fp32.
+    `dtype` ("bfloat16" or "float16") forces one on CUDA, e.g. to run the fp16 + GradScaler
+    path of older GPUs on a newer one.
     """
+    if dtype != "auto" and dtype not in AMP_DTYPES:
+        raise ValueError(f"unknown autocast dtype {dtype!r}; choose auto, {', '.join(AMP_DTYPES)}")
     if not amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("autocast dtype bfloat16 requested, but this GPU does not support it")
+    return AMP_DTYPES[dtype]
 
 
 def grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler:
