@@ -29,7 +29,14 @@ from reid.data.generated import generate_market1501
 from reid.data.market1501 import find_market_root, parse_market_layout
 from reid.data.sampler import RandomIdentitySampler
 from reid.data.transforms import build_train_transform
-from reid.engine.train import TrainConfig, autocast_dtype, build_optimizers, grad_scaler, train_step
+from reid.engine.train import (
+    AMP_DTYPES,
+    TrainConfig,
+    autocast_dtype,
+    build_optimizers,
+    grad_scaler,
+    train_step,
+)
 from reid.losses import ReidLoss
 from reid.models import BACKBONES, build_model
 
@@ -75,7 +82,7 @@ def bench_backbone(
 
     images, targets = next(iter(next(iter(sources.values()))))
     start = time.perf_counter()
-    first_loss = step(images, targets)
+    first_loss = last_loss = step(images, targets)
     for _ in range(args.warmup - 1):
         step(images, targets)
     sync(device)
@@ -88,12 +95,12 @@ def bench_backbone(
         last_loss = step(images, targets)
     sync(device)
     step_rate = args.steps * args.batch_size / (time.perf_counter() - start)
-    # A sanity check of the precision path: the loss on the repeated batch must fall and stay
-    # finite, and an fp16 run's GradScaler must keep a finite scale.
+    # For a reader to check the precision path (nothing is asserted): the loss on the repeated
+    # batch should fall, and an fp16 run's GradScaler scale should not collapse (each halving
+    # from 65536 is a skipped step).
     scale = f", grad scale {scaler.get_scale():g}" if scaler.is_enabled() else ""
-    steps = max(args.warmup, 1) + args.steps
-    print(f"  {name}: loss on the repeated batch {float(first_loss):.3f} -> "
-          f"{float(last_loss):.3f} after {steps} steps{scale}", flush=True)
+    print(f"  {name}: loss on the repeated batch {float(first_loss):.3f} at step 1 -> "
+          f"{float(last_loss):.3f} at step {args.warmup + args.steps}{scale}", flush=True)
 
     e2e_rates = {}
     for pipeline, source in sources.items():
@@ -124,14 +131,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--ids", type=int, default=64, help="identities in the generated set")
     parser.add_argument("--no-amp", action="store_true")
-    parser.add_argument("--amp-dtype", default="auto", choices=["auto", "bfloat16", "float16"],
-                        help="autocast dtype on CUDA (auto: bf16 where supported)")
+    parser.add_argument("--amp-dtype", default="auto", choices=["auto", *AMP_DTYPES],
+                        help="autocast dtype on CUDA (auto: bf16 where native, else fp16)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--pipelines", nargs="+", default=["loader", "device"],
                         choices=["loader", "device"])
     args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("--steps and --warmup must be at least 1")
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()

@@ -3,7 +3,7 @@
 #   benchmarks/gpu_check.sh                          # GPU: benchmarks + real-data CUHK03 run
 #   TINY=1 benchmarks/gpu_check.sh                   # CPU rehearsal on the generated data
 #   PARTS="compile eval" benchmarks/gpu_check.sh     # only some parts (default: bench eval real;
-#                                                      also: compile, fp16)
+#                                                      also: compile, fp16 (GPU only))
 # Real data: copy ../shared/data/cuhk03-np-pair1-256x128 to gpu_data/ (ignored by git) and
 # carry it. The training epochs are chosen from the measured throughput so that training takes
 # about TRAIN_BUDGET seconds (or set EPOCHS). Every step has its own time limit and a failed

@@ -44,8 +44,16 @@ def test_forced_autocast_dtype_applies_on_cuda_only(monkeypatch):
     with pytest.raises(ValueError, match="'fp8'"):
         autocast_dtype(cuda, amp=True, dtype="fp8")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    with pytest.raises(ValueError, match="does not support"):
+    with pytest.raises(ValueError, match="no native bf16"):
         autocast_dtype(cuda, amp=True, dtype="bfloat16")
+    assert autocast_dtype(torch.device("cpu"), amp=True, dtype="bfloat16") is None
+
+
+def test_emulated_bf16_counts_as_unsupported(monkeypatch):
+    # pre-Ampere GPUs emulate bf16 (slowly): torch reports it unless emulation is excluded
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)
+    assert autocast_dtype(torch.device("cuda"), amp=True) is torch.float16
 
 
 def test_lr_schedule_warmup_then_steps():

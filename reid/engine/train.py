@@ -78,20 +78,22 @@ AMP_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": tor
 
 
 def autocast_dtype(device: torch.device, amp: bool, dtype: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for this device: bf16 on CUDA where supported, else fp16; None on CPU.
+    """The autocast dtype for this device: bf16 on CUDA where native, else fp16; None on CPU.
 
     CPU autocast is slower than fp32 for these convolutions, so the CPU always trains in fp32.
+    Pre-Ampere GPUs (V100, T4) only emulate bf16, slowly, so they get fp16 and a GradScaler.
     `dtype` ("bfloat16" or "float16") forces one on CUDA, e.g. to run the fp16 + GradScaler
-    path of older GPUs on a newer one.
+    path on a GPU with native bf16.
     """
     if dtype != "auto" and dtype not in AMP_DTYPES:
         raise ValueError(f"unknown autocast dtype {dtype!r}; choose auto, {', '.join(AMP_DTYPES)}")
     if not amp or device.type != "cuda":
         return None
+    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     if dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise ValueError("autocast dtype bfloat16 requested, but this GPU does not support it")
+        return torch.bfloat16 if native_bf16 else torch.float16
+    if dtype == "bfloat16" and not native_bf16:
+        raise ValueError("autocast dtype bfloat16 requested, but this GPU has no native bf16")
     return AMP_DTYPES[dtype]
 
 

@@ -70,9 +70,9 @@ def zero_init_residual_branches(model: nn.Module) -> int:
 
     Each residual block then starts as the identity, so the untrained network is a shallow
     one that deepens as it learns (Goyal et al., "Accurate, Large Minibatch SGD", 2017; timm's
-    ResNets do this by default, its EfficientNets do not). From scratch on the default data,
-    EfficientNet-v2-S without it kept its identity loss near chance for most of a 12-epoch run;
-    with it, the loss falls from the first epochs.
+    ResNets do this by default, its EfficientNets do not). From scratch on the default data
+    (padding 3), EfficientNet-v2-S without it kept its identity loss near chance for most of a
+    12-epoch run; with it, the loss falls from the first epochs.
     Returns the number of blocks changed. ImageNet weights loaded later replace these scales.
     """
     changed = 0
