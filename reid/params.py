@@ -241,6 +241,8 @@ def parse_params(raw: dict[str, Any]) -> Params:
     for name in BACKBONES:
         if name not in params.models:
             raise ParamsError(f"missing key models.{name}")
+    if params.input.padding < 0:
+        raise ParamsError(f"input.padding must be >= 0 pixels, got {params.input.padding}")
     if params.train.nproc < 1:
         raise ParamsError(f"train.nproc must be >= 1, got {params.train.nproc}")
     if params.train.batch_size % params.train.num_instances:

@@ -44,6 +44,7 @@ def test_model_epochs_override(raw):
         (lambda r: r["eval"].update(metric="manhattan"), "eval.metric"),
         (lambda r: r["train"].update(nproc=0), "train.nproc must be >= 1"),
         (lambda r: r["train"].update(input_pipeline="gpu"), "train.input_pipeline"),
+        (lambda r: r["input"].update(padding=-2), "input.padding must be >= 0"),
     ],
 )
 def test_bad_params_name_the_key(raw, edit, message):
