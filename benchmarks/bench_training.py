@@ -82,7 +82,7 @@ def bench_backbone(
 
     images, targets = next(iter(next(iter(sources.values()))))
     start = time.perf_counter()
-    first_loss = last_loss = step(images, targets)
+    first_loss = step(images, targets)
     for _ in range(args.warmup - 1):
         step(images, targets)
     sync(device)

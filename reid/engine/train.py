@@ -191,7 +191,7 @@ def train(
         scaler.load_state_dict(state["scaler"])
         # Each rank continues its own random streams (rank 0's alone would make all ranks draw
         # the same augmentations after a resume).
-        set_rng_state(state.get("rng_per_rank", [state["rng"]])[rank])
+        set_rng_state(state["rng_per_rank"][rank])
         history = state["history"]
         start_epoch = state["epoch"] + 1
         log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
@@ -216,7 +216,6 @@ def train(
                 "center_optimizer": center_optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": rng_per_rank[0],
                 "rng_per_rank": rng_per_rank,
                 "epoch": epoch,
                 "history": history,

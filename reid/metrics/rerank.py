@@ -79,13 +79,14 @@ def k_reciprocal_rerank(
     del feats
 
     depth = min(max(k1 + 1, k2), n)
-    cuts = {k1 + 1, int(np.around(k1 / 2)) + 1} | ({k2} if k2 != 1 else set())
+    half = int(np.around(k1 / 2)) + 1  # the size of the half sets R(c, k1/2), self included
+    cuts = {k1 + 1, half} | ({k2} if k2 != 1 else set())
     qg_dist = torch.empty((num_query, n - num_query), dtype=left.dtype)  # CPU
     near_idx, near_dist, col_max = _nearest_neighbours(left, right, depth, cuts, qg_dist)
     initial_rank = near_idx[:, :depth]
 
     with _one_thread_on_cpu(device):
-        rows, cols = _expanded_reciprocal_sets(initial_rank, k1)
+        rows, cols = _expanded_reciprocal_sets(initial_rank, k1 + 1, half)
         dist = _original_distances(left, right, col_max, rows, cols, near_idx, near_dist)
         del near_idx, near_dist, left, right
         weight = torch.exp(-dist.double())
@@ -348,12 +349,15 @@ def _reciprocal_pairs(initial_rank: torch.Tensor, k: int) -> tuple[torch.Tensor,
 
 
 def _expanded_reciprocal_sets(
-    initial_rank: torch.Tensor, k1: int
+    initial_rank: torch.Tensor, k: int, half: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """COO (rows, cols) of the expanded k-reciprocal sets, sorted by (row, col)."""
+    """COO (rows, cols) of the expanded k-reciprocal sets, sorted by (row, col).
+
+    `k` and `half`: the sizes (self included) of the sets R(i, k1) and R(c, k1/2).
+    """
     n = initial_rank.shape[0]
-    r_rows, r_cols = _reciprocal_pairs(initial_rank, k1 + 1)
-    half_rows, half_cols = _reciprocal_pairs(initial_rank, int(np.around(k1 / 2)) + 1)
+    r_rows, r_cols = _reciprocal_pairs(initial_rank, k)
+    half_rows, half_cols = _reciprocal_pairs(initial_rank, half)
     half_start, half_count = _csr_pointer(half_rows, n)
     # For each candidate pair (i, c), c in R(i): the members m of R(c, k1/2).
     cand_len = half_count[r_cols]

@@ -65,7 +65,7 @@ def set_efficientnet_last_stride(model: nn.Module, last_stride: int) -> None:
     raise ValueError(f"{type(model).__name__} has no stage that starts with a strided conv")
 
 
-def zero_init_residual_branches(model: nn.Module) -> int:
+def zero_init_residual_branches(model: nn.Module) -> None:
     """Zero the scale of the last BatchNorm of every residual block of a timm EfficientNet.
 
     Each residual block then starts as the identity, so the untrained network is a shallow
@@ -73,16 +73,13 @@ def zero_init_residual_branches(model: nn.Module) -> int:
     ResNets do this by default, its EfficientNets do not). From scratch on the default data
     (padding 3), EfficientNet-v2-S without it kept its identity loss near chance for most of a
     12-epoch run; with it, the loss falls from the first epochs.
-    Returns the number of blocks changed. ImageNet weights loaded later replace these scales.
+    ImageNet weights loaded later replace these scales.
     """
-    changed = 0
     for stage in model.blocks:
         for block in stage:
             if getattr(block, "has_skip", False):
                 norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
                 nn.init.zeros_(norms[-1].weight)
-                changed += 1
-    return changed
 
 
 def _resnet50(last_stride: int, effnet_variant: str) -> nn.Module:

@@ -16,7 +16,6 @@ from reid.data.dataset import ImageDataset
 from reid.data.manifest import read_manifest
 from reid.data.transforms import build_test_transform
 from reid.engine.extract import extract_features
-from reid.engine.train import seed_everything
 from reid.io import atomic_path, write_json
 from reid.metrics import evaluate_ranking, k_reciprocal_rerank
 from reid.metrics.distance import pairwise_distance
@@ -30,7 +29,7 @@ from reid.paths import (
     results_dir,
     split_dir,
 )
-from reid.pipeline.training import build_reid_model, select_device
+from reid.pipeline.training import build_reid_model, initial_model, select_device
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_ranked_list, ranked_gallery
 from reid.report.tables import model_label, results_table, scores, write_results
@@ -73,10 +72,7 @@ def extract(params: Params, dataset: str) -> None:
         }
         models = {"": model}
         if params.eval.untrained_baseline:
-            seed_everything(params.train.seed)
-            models["untrained_"] = build_reid_model(
-                params, backbone, saved["num_classes"], pretrained=True
-            )
+            models["untrained_"] = initial_model(params, backbone, saved["num_classes"])
         arrays: dict[str, np.ndarray] = {}
         for prefix, net in models.items():
             for split, loader in loaders.items():

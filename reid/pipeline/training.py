@@ -115,6 +115,16 @@ def build_reid_model(params: Params, backbone: str, num_classes: int, *, pretrai
     )
 
 
+def initial_model(params: Params, backbone: str, num_classes: int):
+    """The network a train stage starts from: seeded, then built (random or ImageNet init).
+
+    torch seeds itself randomly per process, so seeding here makes training reproducible, and
+    extract_features rebuilds this very network as the "before training" baseline.
+    """
+    seed_everything(params.train.seed)
+    return build_reid_model(params, backbone, num_classes, pretrained=True)
+
+
 def train_stage(
     params: Params, backbone: str, dataset: str, *, argv: list[str], progress: bool = True
 ) -> None:
@@ -171,10 +181,7 @@ def _train_on_rank(
         saved_key, _, saved_id = run_id_file.read_text().partition(" ")
         run_id = saved_id.strip() if saved_key == run_key else None
 
-    # Seeded initial weights: reproducible runs, and the very network that extract_features
-    # scores as the "before training" baseline (torch seeds itself randomly per process).
-    seed_everything(params.train.seed)
-    model = build_reid_model(params, backbone, num_classes, pretrained=True)
+    model = initial_model(params, backbone, num_classes)
     criterion = ReidLoss(
         num_classes,
         model.feature_dim,
