@@ -29,10 +29,9 @@ from reid.data.generated import generate_market1501
 from reid.data.market1501 import find_market_root, parse_market_layout
 from reid.data.sampler import RandomIdentitySampler
 from reid.data.transforms import build_train_transform
+from reid.engine.runtime import AMP_DTYPES, autocast_dtype
 from reid.engine.train import (
-    AMP_DTYPES,
     TrainConfig,
-    autocast_dtype,
     build_optimizers,
     grad_scaler,
     train_step,

@@ -1,10 +1,11 @@
-"""Atomic file output: write under a temporary name in the same folder, then rename.
+"""Files: atomic output (write under a temporary name in the same folder, then rename) and digests.
 
 A crash or Ctrl-C while writing leaves the previous file (if any) untouched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -54,3 +55,12 @@ def write_text(target: str | Path, text: str) -> None:
 def write_json(target: str | Path, obj: Any) -> None:
     """Write `obj` as indented JSON to `target` atomically."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from reid.params import as_flat_dict
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,11 @@ def run_tags(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class Tracker:
-    """One MLflow run (or nothing, when disabled). Use as a context manager."""
+    """One MLflow run (or nothing, when disabled). Use as a context manager.
+
+    `params` (the run's `Params`) is flattened into MLflow params only when the run starts, so
+    a disabled tracker reads none of it; `run_params` adds keys such as `run.dataset`.
+    """
 
     def __init__(
         self,
@@ -56,14 +62,16 @@ class Tracker:
         experiment: str,
         run_name: str,
         *,
-        params: dict[str, Any] | None = None,
+        params: Any = None,
+        run_params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         run_id: str | None = None,
     ) -> None:
         self.enabled = enabled
         self.experiment = experiment
         self.run_name = run_name
-        self.params = params or {}
+        self.params = params
+        self.run_params = run_params or {}
         self.tags = tags or {}
         self.run_id = run_id
         self._mlflow: Any = None
@@ -79,9 +87,11 @@ class Tracker:
         mlflow.set_experiment(self.experiment)
         run = mlflow.start_run(run_id=self.run_id, run_name=None if self.run_id else self.run_name)
         self.run_id = run.info.run_id
-        if self.params:
+        flat = {**(as_flat_dict(self.params) if self.params is not None else {}),
+                **self.run_params}
+        if flat:
             existing = run.data.params
-            fresh = {k: str(v) for k, v in self.params.items() if k not in existing}
+            fresh = {k: str(v) for k, v in flat.items() if k not in existing}
             if fresh:
                 mlflow.log_params(fresh)
         mlflow.set_tags(run_tags(self.tags))

@@ -2,7 +2,7 @@
 
 from reid.cli import stage_main
 from reid.paths import raw_dir
-from reid.pipeline.data import download
+from reid.pipeline.download import download
 
 if __name__ == "__main__":
     stage_main(

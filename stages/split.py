@@ -2,7 +2,7 @@
 
 from reid.cli import stage_main
 from reid.paths import raw_dir, split_dir
-from reid.pipeline.data import split
+from reid.pipeline.split import split
 
 if __name__ == "__main__":
     stage_main(

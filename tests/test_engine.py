@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from reid.engine.checkpoint import load_checkpoint, save_checkpoint
-from reid.engine.train import TrainConfig, autocast_dtype, grad_scaler, lr_factor
+from reid.engine.runtime import autocast_dtype
+from reid.engine.train import TrainConfig, grad_scaler, lr_factor
 
 HERE = Path(__file__).resolve().parent
 

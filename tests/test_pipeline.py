@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.tiny import tiny_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -24,21 +25,6 @@ DATASETS = ("market1501", "cuhk03")
 BACKBONES = ("resnet50", "resnet50_ibn_a", "effnetv2")
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_params(path: Path) -> None:
-    params = yaml.safe_load(path.read_text())
-    params["data"]["market1501"]["generated"].update(
-        num_train_ids=8, num_test_ids=6, num_distractors=4, num_junk=2, images_per_camera=[1, 2]
-    )
-    params["data"]["cuhk03"]["generated"].update(num_pairs=1, ids_per_pair=12, num_test_ids=6,
-                                                 images_per_view=[2, 3])
-    params["input"].update(height=64, width=32)
-    params["train"].update(epochs=1, batch_size=16, num_instances=4, warmup_epochs=1,
-                           milestones=[1], num_workers=0)
-    params["eval"].update(batch_size=64)
-    params["report"].update(num_queries=2, top_k=5)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:

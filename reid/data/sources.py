@@ -10,7 +10,6 @@ data of an earlier run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tarfile
@@ -24,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from reid.io import atomic_path
+from reid.io import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +32,6 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 class SourceError(RuntimeError):
     """A dataset source that cannot be used: missing, corrupt, unsafe or the wrong checksum."""
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_checksum(path: Path, *, sha256: str | None = None, md5: str | None = None) -> None:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from reid.engine.train import autocast_dtype
+from reid.engine.runtime import autocast_dtype
 
 
 @torch.no_grad()

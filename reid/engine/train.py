@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import bisect
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -40,6 +38,7 @@ from reid.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from reid.engine.runtime import autocast_dtype, seed_everything
 from reid.losses import LossTerms, ReidLoss
 from reid.models import ReidOutput
 
@@ -66,35 +65,6 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory order for the model (fastest for convs on CUDA)
     sync_bn: bool = False  # multi-process: batch statistics over all ranks (CUDA only)
     compile: bool = False  # torch.compile the model: faster steps after a compile of ~1 min
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-AMP_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def autocast_dtype(device: torch.device, amp: bool, dtype: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for this device: bf16 on CUDA where native, else fp16; None on CPU.
-
-    CPU autocast is slower than fp32 for these convolutions, so the CPU always trains in fp32.
-    Pre-Ampere GPUs (V100, T4) only emulate bf16, slowly, so they get fp16 and a GradScaler.
-    `dtype` ("bfloat16" or "float16") forces one on CUDA, e.g. to run the fp16 + GradScaler
-    path on a GPU with native bf16.
-    """
-    if dtype != "auto" and dtype not in AMP_DTYPES:
-        raise ValueError(f"unknown autocast dtype {dtype!r}; choose auto, {', '.join(AMP_DTYPES)}")
-    if not amp or device.type != "cuda":
-        return None
-    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    if dtype == "auto":
-        return torch.bfloat16 if native_bf16 else torch.float16
-    if dtype == "bfloat16" and not native_bf16:
-        raise ValueError("autocast dtype bfloat16 requested, but this GPU has no native bf16")
-    return AMP_DTYPES[dtype]
 
 
 def grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler:

@@ -1,4 +1,8 @@
-"""The evaluation half: `extract_features`, `evaluate` and `rerank` for one dataset."""
+"""The `evaluate` and `rerank` stages: metrics, tables and pictures from extracted features.
+
+No model is built here: these stages read `features/<ds>/` only, so they do not import
+the models or the training stack.
+"""
 
 from __future__ import annotations
 
@@ -9,86 +13,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
-from reid.data.dataset import ImageDataset
-from reid.data.manifest import read_manifest
-from reid.data.transforms import build_test_transform
-from reid.engine.extract import extract_features
 from reid.io import atomic_path, write_json
 from reid.metrics import evaluate_ranking, k_reciprocal_rerank
 from reid.metrics.distance import pairwise_distance
-from reid.params import BACKBONES, Params, as_flat_dict
+from reid.params import BACKBONES, Params
 from reid.paths import (
     cmc_plot_dir,
     features_path,
-    manifest_path,
     metrics_path,
-    model_path,
     results_dir,
     split_dir,
 )
-from reid.pipeline.training import build_reid_model, initial_model, select_device
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_ranked_list, ranked_gallery
 from reid.report.tables import model_label, results_table, scores, write_results
 from reid.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-
-def load_trained_model(path: Path, params: Params) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by the train stage; returns it with the saved metadata."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: trained model not found (run its train stage first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_reid_model(params, saved["backbone"], saved["num_classes"], pretrained=False)
-    model.load_state_dict(saved["state_dict"])
-    return model, saved
-
-
-def extract(params: Params, dataset: str) -> None:
-    """Query and gallery embeddings of every trained backbone -> `features/<ds>/<b>.npz`.
-
-    With `eval.untrained_baseline` the network as it was before training (random or ImageNet
-    initialisation, same seed) is embedded too, to show what training adds.
-    """
-    manifest = read_manifest(manifest_path(dataset))
-    device = select_device(params.train.device)
-    parts = {s: manifest[manifest["split"] == s] for s in ("query", "gallery")}
-    for backbone in BACKBONES:
-        model, saved = load_trained_model(model_path(backbone, dataset), params)
-        height, width = saved["input_size"]
-        transform = build_test_transform(height, width)
-        loaders = {
-            split: DataLoader(
-                ImageDataset(rows["path"].tolist(), rows["pid"].tolist(), transform),
-                batch_size=params.eval.batch_size,
-                num_workers=params.train.num_workers,
-                pin_memory=device.type == "cuda",
-            )
-            for split, rows in parts.items()
-        }
-        models = {"": model}
-        if params.eval.untrained_baseline:
-            models["untrained_"] = initial_model(params, backbone, saved["num_classes"])
-        arrays: dict[str, np.ndarray] = {}
-        for prefix, net in models.items():
-            for split, loader in loaders.items():
-                arrays[f"{prefix}{split}"] = extract_features(
-                    net, loader, device=device, flip=params.eval.flip,
-                    normalize=params.eval.normalize, amp=params.train.amp,
-                    desc=f"{backbone} {prefix}{split}",
-                )
-        for split, rows in parts.items():
-            arrays[f"{split}_pids"] = rows["pid"].to_numpy()
-            arrays[f"{split}_camids"] = rows["camid"].to_numpy()
-            arrays[f"{split}_paths"] = rows["path"].to_numpy().astype(str)
-        with atomic_path(features_path(backbone, dataset)) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, **arrays)
-        log.info("%s/%s: query %s, gallery %s", dataset, backbone,
-                 arrays["query"].shape, arrays["gallery"].shape)
 
 
 def _load_features(backbone: str, dataset: str) -> dict[str, np.ndarray]:
@@ -122,7 +64,8 @@ def _tracked(params: Params, stage: str, dataset: str) -> Tracker:
         params.tracking.enabled,
         params.tracking.experiment,
         f"{stage}-{dataset}",
-        params={**as_flat_dict(params), "run.dataset": dataset},
+        params=params,
+        run_params={"run.dataset": dataset},
         tags={"stage": stage, "dataset": dataset},
     )
 

@@ -15,30 +15,20 @@ from reid.data.batches import BatchSource, DeviceBatches, LoaderBatches, decode_
 from reid.data.dataset import ImageDataset
 from reid.data.manifest import read_manifest
 from reid.data.sampler import RandomIdentitySampler
-from reid.data.sources import file_digest
 from reid.data.transforms import build_train_transform
 from reid.distributed import DistInfo, distributed, launched_by_torchrun, relaunch
 from reid.engine.checkpoint import fingerprint
-from reid.engine.train import TrainConfig, seed_everything, train
-from reid.io import atomic_path
+from reid.engine.runtime import select_device
+from reid.engine.train import TrainConfig, train
+from reid.io import atomic_path, file_digest
 from reid.losses import ReidLoss
-from reid.models import build_model
-from reid.params import Params, as_flat_dict
+from reid.params import Params
 from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
+from reid.pipeline.models import initial_model
 from reid.report.plots import plot_training_curves
 from reid.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-
-def select_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available")
-    return device
 
 
 def train_config(params: Params, backbone: str) -> TrainConfig:
@@ -103,26 +93,6 @@ def build_train_batches(
         num_workers=t.num_workers,
         pin_memory=t.pin_memory,
     )
-
-
-def build_reid_model(params: Params, backbone: str, num_classes: int, *, pretrained: bool):
-    model_params = params.models[backbone]
-    return build_model(
-        backbone,
-        num_classes,
-        pretrained=model_params.pretrained if pretrained else None,
-        effnet_variant=model_params.variant,
-    )
-
-
-def initial_model(params: Params, backbone: str, num_classes: int):
-    """The network a train stage starts from: seeded, then built (random or ImageNet init).
-
-    torch seeds itself randomly per process, so seeding here makes training reproducible, and
-    extract_features rebuilds this very network as the "before training" baseline.
-    """
-    seed_everything(params.train.seed)
-    return build_reid_model(params, backbone, num_classes, pretrained=True)
 
 
 def train_stage(
@@ -204,7 +174,8 @@ def _train_on_rank(
         params.tracking.enabled and info.is_main,
         params.tracking.experiment,
         f"train-{backbone}-{dataset}",
-        params={**as_flat_dict(params), "run.backbone": backbone, "run.dataset": dataset},
+        params=params,
+        run_params={"run.backbone": backbone, "run.dataset": dataset},
         tags={"stage": f"train_{backbone}", "backbone": backbone, "dataset": dataset},
         run_id=run_id,
     )

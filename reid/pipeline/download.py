@@ -1,4 +1,4 @@
-"""The data half of the pipeline: `download` (raw data in its original layout) and `split`."""
+"""The `download` stage: a dataset from its source into data/raw/<ds>/ in its original layout."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from reid.data.cuhk03 import parse_cuhk03
 from reid.data.generated import generate_cuhk03, generate_market1501
-from reid.data.manifest import summarize, write_manifest
-from reid.data.market1501 import find_market_root, parse_market_layout
+from reid.data.market1501 import find_market_root
 from reid.data.sources import fetch_dataset
-from reid.io import write_json
 from reid.params import (
     DatasetParams,
     GeneratedCuhk03Params,
@@ -78,31 +75,3 @@ def download(dataset: str, params: DatasetParams, dest: Path) -> Path:
         sha256=params.sha256,
         md5=params.md5,
     )
-
-
-def split(dataset: str, params: DatasetParams, raw: Path, out_dir: Path) -> dict[str, object]:
-    """Parse the raw data into `out_dir/manifest.csv` (+ `summary.json`); returns the summary.
-
-    CUHK03 in the release format has its images written out of the .mat into
-    `out_dir/images/`. The summary states the protocol (variant, source) with the counts.
-    """
-    out_dir = Path(out_dir)
-    if dataset == "market1501":
-        manifest = parse_market_layout(find_market_root(raw))
-        protocol = "Market-1501 standard (junk -1 ignored, distractors 0000 in the gallery)"
-    else:
-        manifest = parse_cuhk03(raw, out_dir / "images", params.variant)
-        protocol = (
-            f"CUHK03 new protocol (train/query/gallery from the split files), {params.variant}"
-        )
-    write_manifest(manifest, out_dir / "manifest.csv")
-    summary = {
-        "dataset": dataset,
-        "source": params.source,
-        "protocol": protocol,
-        "variant": params.variant if dataset == "cuhk03" else None,
-        **summarize(manifest),
-    }
-    write_json(out_dir / "summary.json", summary)
-    log.info("%s: %s", dataset, summary)
-    return summary

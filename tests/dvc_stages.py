@@ -1,0 +1,125 @@
+"""dvc.yaml as the tests see it: each stage expanded per dataset, its script, deps and params.
+
+Also the `reid` import closure of a script, computed from the code's own import statements, so
+that a test can compare what a stage runs with what dvc.yaml says it depends on.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # e.g. "train_resnet50@market1501"
+    argv: tuple[str, ...]  # the command without "python"
+    deps: tuple[str, ...]
+    params: tuple[str, ...]
+
+    @property
+    def script(self) -> Path:
+        return REPO / self.argv[0]
+
+
+def _substitute(value: str, item: str | None) -> str:
+    return value if item is None else value.replace("${item}", item)
+
+
+def _names(entries: list) -> list[str]:
+    """dvc.yaml list entries are strings or one-key mappings (`path: {cache: false}`)."""
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries or []]
+
+
+def dvc_stages(repo: Path = REPO) -> list[Stage]:
+    """Every stage of `repo/dvc.yaml`, `foreach` stages expanded over their items."""
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    stages = []
+    for name, stage in spec["stages"].items():
+        if "foreach" in stage:
+            key = stage["foreach"].removeprefix("${").removesuffix("}")
+            items, body = params[key], stage["do"]
+        else:
+            items, body = [None], stage
+        for item in items:
+            cmd = _substitute(body["cmd"], item).split()
+            assert cmd[0] == "python", f"{name}: expected a `python stages/...` command"
+            stages.append(Stage(
+                name=f"{name}@{item}" if item is not None else name,
+                argv=tuple(cmd[1:]),
+                deps=tuple(_substitute(d, item) for d in _names(body.get("deps"))),
+                params=tuple(_substitute(p, item) for p in _names(body.get("params"))),
+            ))
+    return stages
+
+
+def _module_file(module: str, repo: Path) -> Path | None:
+    base = repo.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """Names of the modules `path` imports when it runs (`if TYPE_CHECKING:` blocks skipped)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skipped = {
+        id(n) for block in ast.walk(tree)
+        if isinstance(block, ast.If) and _is_type_checking(block)
+        for stmt in block.body for n in ast.walk(stmt)
+    }
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            # `from reid.data import manifest` imports the submodule reid.data.manifest
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_closure(script: Path, repo: Path = REPO) -> set[Path]:
+    """The files of the `reid` package that running `script` imports, transitively.
+
+    A module counts with every package above it (importing `reid.data.manifest` runs
+    `reid/__init__.py` and `reid/data/__init__.py` first).
+    """
+    seen: set[Path] = set()
+    todo = [(script, "")]
+    while todo:
+        path, package = todo.pop()
+        for name in _imported_modules(path, package):
+            if name != "reid" and not name.startswith("reid."):
+                continue
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):
+                module = ".".join(parts[:depth])
+                found = _module_file(module, repo)
+                if found is None or found in seen:
+                    continue
+                seen.add(found)
+                is_package = found.name == "__init__.py"
+                todo.append((found, module if is_package else ".".join(parts[: depth - 1])))
+    return seen
