@@ -23,7 +23,7 @@ def evaluate_ranking_argsort(
     Per query: sort the gallery (ties by index), drop same pid + same camera and pid -1, then
     ranks of the positives give AP = mean(precision at each positive) and INP = P / last rank.
     """
-    aps, inps, cmcs = [], [], []
+    aps, inps, cmcs, valid_queries, firsts = [], [], [], [], []
     skipped = 0
     for i in range(distmat.shape[0]):
         order = np.argsort(distmat[i], kind="stable")
@@ -34,6 +34,8 @@ def evaluate_ranking_argsort(
             skipped += 1
             continue
         ranks = np.flatnonzero(matches) + 1
+        valid_queries.append(i)
+        firsts.append(ranks[0])
         aps.append((np.arange(1, len(ranks) + 1) / ranks).sum() / len(ranks))
         inps.append(len(ranks) / ranks[-1])
         cmc = np.ones(max_rank)  # after the last gallery entry the query stays matched
@@ -46,6 +48,8 @@ def evaluate_ranking_argsort(
         "cmc": np.sum(cmcs, axis=0) / len(aps),
         "num_valid_queries": len(aps),
         "num_skipped_queries": skipped,
+        "per_query": {"query": np.array(valid_queries), "ap": np.array(aps),
+                      "first_match_rank": np.array(firsts)},
     }
 
 

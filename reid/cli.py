@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from reid.errors import InputError
 from reid.params import BACKBONES, Params, load_params
 
 
@@ -19,8 +20,9 @@ def stage_main(
 ) -> None:
     """Parse `--params/--dataset/--backbone`, load the params and run `body`.
 
-    Expected failures (bad input, bad params) print one clear line and exit with status 1;
-    anything else keeps its traceback.
+    Expected failures (`InputError`: bad input or params; a missing input file) print one
+    clear line and exit with status 1; Ctrl-C prints one line and exits 130; anything else
+    keeps its traceback.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file")
@@ -37,10 +39,15 @@ def stage_main(
     try:
         params = load_params(args.params)
         if with_dataset and args.dataset not in params.datasets:
-            raise ValueError(f"--dataset {args.dataset!r} is not in params datasets "
+            raise InputError(f"--dataset {args.dataset!r} is not in params datasets "
                              f"{params.datasets}")
         body(params, args)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError, KeyError) as err:
-        logging.getLogger("reid").error("%s", err)
+    except (InputError, FileNotFoundError) as err:
+        # Expected: bad input or a missing upstream output. One line; everything else (a bug,
+        # CUDA out of memory) propagates with its traceback.
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted (outputs written so far are complete; a train stage resumes from "
+              "its last checkpoint)", file=sys.stderr)
+        sys.exit(130)

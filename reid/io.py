@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from reid.errors import InputError
+
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -64,3 +66,21 @@ def file_digest(path: Path, algorithm: str) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_writable(*targets: str | Path) -> None:
+    """Raise `InputError` unless each target could be written (checked before long work).
+
+    A target's folder must be a folder or creatable: a file in its place, or a folder without
+    write permission, fails now rather than after a training.
+    """
+    for target in map(Path, targets):
+        if target.is_dir():
+            raise InputError(f"{target} is a folder; the stage writes a file there")
+        for parent in target.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise InputError(f"{parent} is a file, so {target} cannot be written")
+                if not os.access(parent, os.W_OK | os.X_OK):
+                    raise InputError(f"{parent} is not writable, so {target} cannot be written")
+                break

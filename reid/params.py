@@ -1,8 +1,13 @@
 """Typed, validated view of `params.yaml`.
 
-Each stage loads the file once into frozen dataclasses; an unknown key, a missing key or a
-value of the wrong type fails here with a message naming the key (e.g. `train.epochs`), so
-nothing below the stages ever sees the raw dictionary.
+Each stage loads the file once into frozen dataclasses; an unknown key, a missing key, a
+value of the wrong type or out of its range fails here with a message naming the key (e.g.
+`train.epochs`), so nothing below the stages ever sees the raw dictionary.
+
+The values live in params.yaml alone: the section classes have no defaults (one source of
+truth; a key missing from the file is an error). Only optional per-dataset and per-model keys
+(checksums, CUHK03 variant, ImageNet weights, epoch overrides) and the generated data's size
+have defaults, which are what params.yaml spells out.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from typing import Any, Literal
 
 import yaml
 
+from reid.errors import InputError
+
 BACKBONES = ("resnet50", "resnet50_ibn_a", "effnetv2")
 DATASETS = ("market1501", "cuhk03")
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """A params file that does not match the expected schema."""
 
 
@@ -57,39 +64,39 @@ class DatasetParams:
 
 @dataclass(frozen=True)
 class InputParams:
-    height: int = 128
-    width: int = 64
-    flip_p: float = 0.5
-    padding: int = 10
-    erasing_p: float = 0.5
+    height: int
+    width: int
+    flip_p: float
+    padding: int
+    erasing_p: float
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    seed: int = 0
-    epochs: int = 6
-    batch_size: int = 32
-    num_instances: int = 4
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    warmup_factor: float = 0.01
-    milestones: list[int] = field(default_factory=lambda: [4, 5])
-    gamma: float = 0.1
-    label_smoothing: float = 0.1
-    margin: float = 0.3
-    center_weight: float = 5e-4
-    center_lr: float = 0.5
-    amp: bool = True
-    device: str = "auto"
-    num_workers: int = 2
-    pin_memory: bool = True
+    seed: int
+    epochs: int
+    batch_size: int
+    num_instances: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    warmup_factor: float
+    milestones: list[int]
+    gamma: float
+    label_smoothing: float
+    margin: float
+    center_weight: float
+    center_lr: float
+    amp: bool
+    device: str
+    num_workers: int
+    pin_memory: bool
     # auto: decode once and augment on the GPU under CUDA, DataLoader workers on the CPU
-    input_pipeline: Literal["auto", "device", "loader"] = "auto"
-    channels_last: bool = True  # CUDA only
-    nproc: int = 1  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
-    sync_bn: bool = False  # nproc > 1 on CUDA: BatchNorm statistics over all processes
-    compile: bool = False  # torch.compile the model (pays off on long GPU runs)
+    input_pipeline: Literal["auto", "device", "loader"]
+    channels_last: bool  # CUDA only
+    nproc: int  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
+    sync_bn: bool  # nproc > 1 on CUDA: BatchNorm statistics over all processes
+    compile: bool  # torch.compile the model (pays off on long GPU runs)
 
 
 @dataclass(frozen=True)
@@ -101,32 +108,34 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class EvalParams:
-    batch_size: int = 128
-    flip: bool = True
-    normalize: bool = True
-    metric: Literal["euclidean", "cosine"] = "euclidean"
-    max_rank: int = 50
-    untrained_baseline: bool = True  # also score the randomly initialised network
+    batch_size: int
+    flip: bool
+    normalize: bool
+    metric: Literal["euclidean", "cosine"]
+    max_rank: int
+    untrained_baseline: bool  # also score the randomly initialised network
+    bootstrap_resamples: int  # 95% intervals of mAP / rank-1 (reid.metrics.bootstrap)
+    bootstrap_seed: int
 
 
 @dataclass(frozen=True)
 class RerankParams:
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
+    k1: int
+    k2: int
+    lambda_value: float
 
 
 @dataclass(frozen=True)
 class ReportParams:
-    num_queries: int = 4
-    top_k: int = 10
-    rerank: bool = True
+    num_queries: int
+    top_k: int
+    rerank: bool
 
 
 @dataclass(frozen=True)
 class TrackingParams:
-    enabled: bool = True
-    experiment: str = "reid-pipeline"
+    enabled: bool
+    experiment: str
 
 
 @dataclass(frozen=True)
@@ -135,12 +144,12 @@ class Params:
     datasets: list[str]
     data: dict[str, DatasetParams]
     models: dict[str, ModelParams]
-    input: InputParams = field(default_factory=InputParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    eval: EvalParams = field(default_factory=EvalParams)
-    rerank: RerankParams = field(default_factory=RerankParams)
-    report: ReportParams = field(default_factory=ReportParams)
-    tracking: TrackingParams = field(default_factory=TrackingParams)
+    input: InputParams
+    train: TrainParams
+    eval: EvalParams
+    rerank: RerankParams
+    report: ReportParams
+    tracking: TrackingParams
 
     def epochs_for(self, backbone: str) -> int:
         override = self.models[backbone].epochs
@@ -195,6 +204,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             pass
     if tp is int and isinstance(value, bool):
         raise ParamsError(f"{key}: expected int, got {value!r}")
+    if tp is str and isinstance(value, int | float) and not isinstance(value, bool):
+        raise ParamsError(f"{key}: expected a string, got the number {value!r} (YAML reads an "
+                          f"unquoted all-digit value as a number: quote it, e.g. '0123...')")
     if not isinstance(value, tp):
         raise ParamsError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     return value
@@ -225,6 +237,68 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+# Allowed ranges of the numeric keys: (lowest, highest, whether the lowest is allowed).
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "input.height": (1, None, True),
+    "input.width": (1, None, True),
+    "input.flip_p": (0, 1, True),
+    "input.padding": (0, None, True),
+    "input.erasing_p": (0, 1, True),
+    "train.seed": (0, None, True),
+    "train.epochs": (1, None, True),
+    "train.batch_size": (2, None, True),
+    "train.num_instances": (1, None, True),
+    "train.lr": (0, None, False),
+    "train.weight_decay": (0, None, True),
+    "train.warmup_epochs": (0, None, True),
+    "train.warmup_factor": (0, 1, False),
+    "train.milestones[]": (1, None, True),
+    "train.gamma": (0, 1, False),
+    "train.label_smoothing": (0, 1, True),
+    "train.margin": (0, None, True),
+    "train.center_weight": (0, None, True),
+    "train.center_lr": (0, None, False),
+    "train.num_workers": (0, None, True),
+    "train.nproc": (1, None, True),
+    "models.*.epochs": (1, None, True),
+    "eval.batch_size": (1, None, True),
+    "eval.max_rank": (10, None, True),  # the tables report rank-10
+    "eval.bootstrap_resamples": (1000, None, True),
+    "eval.bootstrap_seed": (0, None, True),
+    "rerank.k1": (1, None, True),
+    "rerank.k2": (1, None, True),
+    "rerank.lambda_value": (0, 1, True),
+    "report.num_queries": (0, None, True),
+    "report.top_k": (1, None, True),
+}
+
+
+def _range_values(params: Params, key: str) -> list[tuple[str, Any]]:
+    """(name, value) of a RANGES key: `a.b`, `a.*.b` (every entry) or `a.b[]` (every item)."""
+    section, rest = key.split(".", 1)
+    if rest.startswith("*."):
+        field_name = rest[2:]
+        return [(f"{section}.{name}.{field_name}", getattr(entry, field_name))
+                for name, entry in getattr(params, section).items()]
+    if rest.endswith("[]"):
+        items = getattr(getattr(params, section), rest[:-2])
+        return [(f"{key[:-2]}[{i}]", v) for i, v in enumerate(items)]
+    return [(key, getattr(getattr(params, section), rest))]
+
+
+def _check_ranges(params: Params) -> None:
+    for key, (low, high, low_allowed) in RANGES.items():
+        for name, value in _range_values(params, key):
+            if value is None:
+                continue
+            too_low = low is not None and (value < low or (value == low and not low_allowed))
+            too_high = high is not None and value > high
+            if too_low or too_high:
+                bound = (f"in {'[' if low_allowed else '('}{low}, {high}]" if high is not None
+                         else f"{'>=' if low_allowed else '>'} {low}")
+                raise ParamsError(f"{name} must be {bound}, got {value!r}")
+
+
 def parse_params(raw: dict[str, Any]) -> Params:
     """Validate a params dictionary into `Params`, checking names across sections."""
     params = from_dict(Params, raw, "")
@@ -241,14 +315,13 @@ def parse_params(raw: dict[str, Any]) -> Params:
     for name in BACKBONES:
         if name not in params.models:
             raise ParamsError(f"missing key models.{name}")
-    if params.input.padding < 0:
-        raise ParamsError(f"input.padding must be >= 0 pixels, got {params.input.padding}")
-    if params.train.nproc < 1:
-        raise ParamsError(f"train.nproc must be >= 1, got {params.train.nproc}")
-    if params.train.batch_size % params.train.num_instances:
+    _check_ranges(params)
+    t = params.train
+    if t.batch_size % t.num_instances or t.batch_size // t.num_instances < 2:
         raise ParamsError(
-            f"train.batch_size ({params.train.batch_size}) must be a multiple of "
-            f"train.num_instances ({params.train.num_instances})"
+            f"train.batch_size ({t.batch_size}) must be a multiple of train.num_instances "
+            f"({t.num_instances}) with at least 2 identities per batch (the triplet loss "
+            f"needs negatives)"
         )
     return params
 

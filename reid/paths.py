@@ -39,6 +39,12 @@ def metrics_path(dataset: str, stage: str) -> Path:
     return Path("metrics") / dataset / f"{stage}.json"
 
 
+def per_query_dir(dataset: str, stage: str) -> Path:
+    """Per-query AP and first-match rank of each backbone, from `evaluate` or `rerank`."""
+    name = "per_query" if stage == "evaluate" else f"per_query_{stage}"
+    return Path("metrics") / dataset / name
+
+
 def cmc_plot_dir(dataset: str) -> Path:
     return Path("plots/cmc") / dataset
 

@@ -30,9 +30,15 @@ def test_cuda_without_bf16_uses_fp16_with_one_scaler(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     dtype = autocast_dtype(torch.device("cuda"), amp=True)
     assert dtype is torch.float16
-    # The scaler is only enabled for fp16 (bf16 needs none); CUDA is absent here, so torch
-    # warns and disables it: check the decision, not torch's fallback.
-    assert grad_scaler.__doc__ and "fp16" in grad_scaler.__doc__
+
+
+def test_grad_scaler_only_for_fp16():
+    # CUDA is absent here (torch would disable a CUDA scaler), so decide on the CPU device:
+    # the same function enables it for fp16 only; bf16 and fp32 need none.
+    cpu = torch.device("cpu")
+    assert grad_scaler(cpu, torch.float16).is_enabled()
+    assert not grad_scaler(cpu, torch.bfloat16).is_enabled()
+    assert not grad_scaler(cpu, None).is_enabled()
 
 
 def test_forced_autocast_dtype_applies_on_cuda_only(monkeypatch):

@@ -45,6 +45,20 @@ def test_model_epochs_override(raw):
         (lambda r: r["train"].update(nproc=0), "train.nproc must be >= 1"),
         (lambda r: r["train"].update(input_pipeline="gpu"), "train.input_pipeline"),
         (lambda r: r["input"].update(padding=-2), "input.padding must be >= 0"),
+        (lambda r: r["train"].update(lr=-1), "train.lr must be > 0, got -1"),
+        (lambda r: r["train"].update(num_instances=0), "train.num_instances must be >= 1"),
+        (lambda r: r["train"].update(epochs=0), "train.epochs must be >= 1, got 0"),
+        (lambda r: r["train"].update(batch_size=4), "at least 2 identities per batch"),
+        (lambda r: r["train"].update(gamma=1.5), "train.gamma must be in (0, 1]"),
+        (lambda r: r["train"].update(milestones=[8, 0]), "train.milestones[1] must be >= 1"),
+        (lambda r: r["models"]["resnet50"].update(epochs=0), "models.resnet50.epochs must be"),
+        (lambda r: r["input"].update(erasing_p=2), "input.erasing_p must be in [0, 1]"),
+        (lambda r: r["eval"].update(max_rank=5), "eval.max_rank must be >= 10, got 5"),
+        (lambda r: r["eval"].update(bootstrap_resamples=10), "eval.bootstrap_resamples"),
+        (lambda r: r["rerank"].update(lambda_value=-0.1), "rerank.lambda_value must be in"),
+        (lambda r: r["data"]["market1501"].update(sha256=0), "quote it"),
+        (lambda r: r["train"].pop("lr"), "missing key train.lr"),
+        (lambda r: r.pop("eval"), "missing key eval"),
     ],
 )
 def test_bad_params_name_the_key(raw, edit, message):
@@ -52,6 +66,20 @@ def test_bad_params_name_the_key(raw, edit, message):
     with pytest.raises(ParamsError) as err:
         parse_params(raw)
     assert message in str(err.value)
+
+
+def test_params_yaml_is_the_one_source_of_defaults():
+    """The section classes hold no defaults of their own, which could drift from params.yaml."""
+    import dataclasses
+
+    import reid.params as rp
+
+    for cls in (rp.InputParams, rp.TrainParams, rp.EvalParams, rp.RerankParams,
+                rp.ReportParams, rp.TrackingParams, rp.Params):
+        with_default = [f.name for f in dataclasses.fields(cls)
+                        if f.default is not dataclasses.MISSING
+                        or f.default_factory is not dataclasses.MISSING]
+        assert not with_default, f"{cls.__name__} defaults {with_default}"
 
 
 def test_load_params_names_the_file(tmp_path):
@@ -81,3 +109,19 @@ def test_stage_exits_nonzero_with_clear_error(tmp_path, raw):
     assert proc.returncode == 1
     assert "backbone: unknown 'vgg16'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_warmup_longer_than_the_run_warns(raw, caplog):
+    from reid.pipeline.training import train_config
+
+    raw["train"].update(epochs=3, warmup_epochs=5, warmup_factor=0.01)
+    params = parse_params(raw)
+    with caplog.at_level("WARNING"):
+        cfg = train_config(params, "resnet50")
+    assert cfg.epochs == 3
+    assert "stays in the warm-up" in caplog.text and "0.406 times train.lr" in caplog.text
+    caplog.clear()
+    raw["train"].update(epochs=12, warmup_epochs=1)
+    with caplog.at_level("WARNING"):
+        train_config(parse_params(raw), "resnet50")
+    assert "warm-up" not in caplog.text

@@ -92,15 +92,33 @@ def test_every_stage_wrote_its_outputs(repro):
     assert not (repro / "checkpoints/resnet50/market1501/last.pt").exists()
 
 
-def test_metrics_have_stable_keys_in_range(repro):
+def assert_metrics_match_per_query(repo: Path, ds: str, headline: str) -> None:
+    """evaluate.json and rerank.json agree with their per-query files, intervals and CMC."""
+    import pandas as pd
+
+    cmc = pd.read_csv(repo / "plots/cmc" / ds / "cmc.csv")
+    for stage, folder in (("evaluate", "per_query"), ("rerank", "per_query_rerank")):
+        metrics = json.loads((repo / "metrics" / ds / f"{stage}.json").read_text())
+        assert metrics["headline"]["backbone"] == headline
+        assert metrics["headline"]["mAP"] == metrics[headline]["mAP"]
+        for backbone in BACKBONES:
+            m = metrics[backbone]
+            table = pd.read_csv(repo / "metrics" / ds / folder / f"{backbone}.csv")
+            assert m["mAP"] == round(100 * table["ap"].mean(), 2)
+            assert m["rank1"] == round(100 * (table["first_match_rank"] == 1).mean(), 2)
+            assert m["rank5"] == round(100 * (table["first_match_rank"] <= 5).mean(), 2)
+            for key in ("mAP", "rank1"):
+                lo, hi = m["ci95"][key]
+                assert lo <= m[key] <= hi and lo < hi
+            if stage == "evaluate":
+                assert round(cmc[backbone].iloc[0], 2) == m["rank1"]  # percent, as the metrics
+
+
+def test_metrics_agree_with_per_query_results(repro):
     for ds in DATASETS:
-        for stage in ("evaluate", "rerank"):
-            metrics = json.loads((repro / "metrics" / ds / f"{stage}.json").read_text())
-            assert set(metrics["headline"]) == {"mAP", "rank1", "rank5", "rank10"}
-            for backbone in BACKBONES:
-                assert 0 <= metrics[backbone]["mAP"] <= 100
-                assert metrics[backbone]["rank1"] <= metrics[backbone]["rank10"]
-            assert metrics["headline"]["mAP"] == metrics["resnet50"]["mAP"]
+        assert_metrics_match_per_query(repro, ds, "resnet50")
+    table = (repro / "results/market1501/results.md").read_text()
+    assert "mAP 95% CI" in table and "bootstrap over query identities" in table
 
 
 def test_pipeline_is_up_to_date_after_repro(repro, env):
@@ -145,11 +163,10 @@ def test_exp_run_backbone_reruns_only_what_reads_it(repro, env):
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {f"{s}@{ds}" for s in ("evaluate", "rerank") for ds in DATASETS}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repro, env))
-    evaluate = repro / "metrics/market1501/evaluate.json"
-    after = json.loads(evaluate.read_text())
-    assert after["headline"]["mAP"] == after["effnetv2"]["mAP"]
+    for ds in DATASETS:
+        assert_metrics_match_per_query(repro, ds, "effnetv2")
     changed = diff["metrics/market1501/evaluate.json"]
-    assert "headline.mAP" in changed or after["effnetv2"]["mAP"] == after["resnet50"]["mAP"]
+    assert changed["headline.backbone"] == {"old": "resnet50", "new": "effnetv2"}
 
 
 def test_exp_run_trains_with_two_processes(repro, env):
@@ -165,6 +182,5 @@ def test_exp_run_trains_with_two_processes(repro, env):
     assert {f"train_{b}@{ds}" for b in ("resnet50", "ibn", "effnetv2") for ds in DATASETS} <= ran
     assert "launching 2 processes" in output and "rank 1 of 2" in output
     for ds in DATASETS:
-        metrics = json.loads((repro / "metrics" / ds / "evaluate.json").read_text())
-        assert 0 <= metrics["resnet50"]["mAP"] <= 100
+        assert_metrics_match_per_query(repro, ds, "resnet50")
     assert json.loads(run(["dvc", "status", "--json"], repro, env)) == {}

@@ -22,6 +22,9 @@ def assert_identical(result: dict, expected: dict) -> None:
     np.testing.assert_array_equal(result["cmc"], expected["cmc"])
     assert result["num_valid_queries"] == expected["num_valid_queries"]
     assert result["num_skipped_queries"] == expected["num_skipped_queries"]
+    for key, values in expected["per_query"].items():
+        np.testing.assert_array_equal(result["per_query"][key], values, err_msg=key)
+    assert np.mean(result["per_query"]["ap"]) == result["mAP"]
 
 
 def random_problem(rng, num_q, num_g, num_ids, num_cams, dtype, levels=None):

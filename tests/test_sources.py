@@ -206,3 +206,42 @@ def test_real_market_mini_as_folder_source(tmp_path):
     dest = fetch(src, tmp_path / "raw")
     assert len(list(find_market_root(dest).glob("query/*.jpg"))) == 32
     shutil.rmtree(dest)
+
+
+def test_folder_link_outside_the_source_refused(tmp_path, market, previous):
+    secret = tmp_path / "elsewhere" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0")
+    (market / "query" / "0003_c2s1_000551_00.jpg").symlink_to(secret)
+    with pytest.raises(SourceError, match="outside the dataset folder"):
+        fetch(market.parent, previous)
+    assert (previous / "earlier.txt").exists()
+
+
+def test_folder_link_inside_the_source_is_copied(tmp_path, market):
+    (market / "query" / "0003_c2s1_000551_00.jpg").symlink_to(
+        market / "query" / "0003_c1s1_000551_00.jpg")
+    dest = fetch(market.parent, tmp_path / "raw")
+    copied = dest / market.name / "query" / "0003_c2s1_000551_00.jpg"
+    assert copied.is_file() and not copied.is_symlink()
+
+
+def test_layout_error_names_the_source_not_the_temporary_folder(tmp_path):
+    src = make_market(tmp_path / "src", skip="query")
+    archive = make_zip(src, tmp_path / "market.zip")
+    with pytest.raises(SourceError) as err:
+        fetch(archive, tmp_path / "raw" / "market1501")
+    assert str(archive) in str(err.value)
+    assert ".tmp" not in str(err.value)
+
+
+def test_split_refuses_data_of_another_source(tmp_path, market):
+    from reid.data.provenance import check_source_record
+    from reid.errors import InputError
+
+    dest = fetch(market.parent, tmp_path / "raw")
+    assert check_source_record(dest, str(market.parent))["source"] == str(market.parent)
+    with pytest.raises(InputError, match="run the download stage again"):
+        check_source_record(dest, "/data/other.zip")
+    with pytest.raises(InputError, match="not written by the download stage"):
+        check_source_record(market, str(market))

@@ -96,7 +96,8 @@ def decode_images(
     out = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
     loader = DataLoader(dataset, batch_size=256, num_workers=num_workers)
     start = 0
-    for images, _ in tqdm(loader, desc="decoding", unit="batch", leave=False, disable=not progress):
+    for images, _ in tqdm(loader, desc="decoding", unit="batch", leave=False,
+                          disable=None if progress else True):
         out[start : start + len(images)] = images
         start += len(images)
     return out

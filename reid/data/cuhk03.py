@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.io
 from PIL import Image
 
+from reid.errors import InputError
 from reid.data.manifest import build_manifest
 from reid.data.market1501 import find_market_root, iter_folders_below, parse_market_layout
 from reid.io import atomic_path
@@ -61,7 +62,7 @@ def parse_cuhk03(raw_root: Path, images_out: Path, variant: str) -> pd.DataFrame
     nothing is written and the paths point into the layout.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown CUHK03 variant {variant!r}; expected one of {VARIANTS}")
+        raise InputError(f"unknown CUHK03 variant {variant!r}; expected one of {VARIANTS}")
     raw_root = Path(raw_root)
     if not raw_root.is_dir():
         raise FileNotFoundError(f"CUHK03 folder {raw_root} does not exist")
@@ -93,31 +94,31 @@ def load_protocol_config(path: Path) -> ProtocolConfig:
     try:
         mat = scipy.io.loadmat(path)
     except (ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
-        raise ValueError(f"protocol config {path} is not a readable MATLAB 5 file: {err}") from err
+        raise InputError(f"protocol config {path} is not a readable MATLAB 5 file: {err}") from err
     missing = [f for f in CONFIG_FIELDS if f not in mat]
     if missing:
-        raise ValueError(f"protocol config {path}: missing field(s) {missing}")
+        raise InputError(f"protocol config {path}: missing field(s) {missing}")
     try:
         filelist = tuple(_mat_string(item) for item in np.asarray(mat["filelist"]).ravel())
     except ValueError as err:
-        raise ValueError(f"protocol config {path}: field 'filelist': {err}") from err
+        raise InputError(f"protocol config {path}: field 'filelist': {err}") from err
     size = len(filelist)
     columns = {}
     for field in ("labels", "camId", "train_idx", "query_idx", "gallery_idx"):
         values = np.asarray(mat[field]).ravel()
         if not np.issubdtype(values.dtype, np.number):
-            raise ValueError(f"protocol config {path}: field {field!r} is not numeric")
+            raise InputError(f"protocol config {path}: field {field!r} is not numeric")
         columns[field] = values.astype(np.int64)
     for field in ("labels", "camId"):
         if len(columns[field]) != size:
-            raise ValueError(
+            raise InputError(
                 f"protocol config {path}: field {field!r} has {len(columns[field])} entries, "
                 f"filelist has {size}"
             )
     for field in ("train_idx", "query_idx", "gallery_idx"):
         idx = columns[field]
         if len(idx) and (idx.min() < 1 or idx.max() > size):
-            raise ValueError(
+            raise InputError(
                 f"protocol config {path}: {field} must be 1-based indices in 1..{size}, "
                 f"got {idx.min()}..{idx.max()}"
             )
@@ -136,7 +137,7 @@ def extract_release(
 ) -> pd.DataFrame:
     """Write the images a protocol config lists from the release .mat; return the manifest."""
     if variant not in VARIANTS:
-        raise ValueError(f"unknown CUHK03 variant {variant!r}; expected one of {VARIANTS}")
+        raise InputError(f"unknown CUHK03 variant {variant!r}; expected one of {VARIANTS}")
     config = load_protocol_config(config_path)
     used = np.unique(np.concatenate([config.train_idx, config.query_idx, config.gallery_idx]))
     images_out = Path(images_out)
@@ -176,7 +177,7 @@ def _open_release(mat_path: Path) -> h5py.File:
     try:
         return h5py.File(mat_path, "r")
     except OSError as err:
-        raise ValueError(
+        raise InputError(
             f"CUHK03 release {mat_path} is not a MATLAB v7.3 (HDF5) file: {err}"
         ) from err
 
@@ -184,15 +185,15 @@ def _open_release(mat_path: Path) -> h5py.File:
 def _camera_pairs(mat: h5py.File, mat_path: Path, variant: str) -> list[np.ndarray]:
     """The (10, num_pids) arrays of image references, one per camera pair."""
     if variant not in mat:
-        raise ValueError(f"CUHK03 release {mat_path}: missing key {variant!r} (has {list(mat)})")
+        raise InputError(f"CUHK03 release {mat_path}: missing key {variant!r} (has {list(mat)})")
     cells = mat[variant]
     if not isinstance(cells, h5py.Dataset) or h5py.check_ref_dtype(cells.dtype) is None:
-        raise ValueError(f"CUHK03 release {mat_path}: {variant!r} is not a cell array")
+        raise InputError(f"CUHK03 release {mat_path}: {variant!r} is not a cell array")
     pairs = []
     for ref in np.asarray(cells[()]).ravel():
         refs = np.asarray(mat[ref][()])
         if refs.ndim != 2 or refs.shape[0] != IMAGES_PER_PID:
-            raise ValueError(
+            raise InputError(
                 f"CUHK03 release {mat_path}: a {variant!r} camera-pair cell has shape "
                 f"{refs.shape}, expected ({IMAGES_PER_PID}, num_pids)"
             )
@@ -211,20 +212,20 @@ def _read_image(
     """The (H, W, 3) uint8 image that file name `{pair}_{pid}_{view}_{img}.png` refers to."""
     match = _FILE_NAME.fullmatch(name)
     if match is None:
-        raise ValueError(
+        raise InputError(
             f"protocol config {config_path}: file name {name!r} is not "
             "'{pair}_{pid:03d}_{view}_{img:02d}.png'"
         )
     pair, pid, _, img = (int(g) for g in match.groups())
     where = f"image {name} of {config_path} is not in CUHK03 release {mat_path} ({variant})"
     if not (1 <= pair <= len(pairs)):
-        raise ValueError(f"{where}: camera pair {pair}, the release has {len(pairs)}")
+        raise InputError(f"{where}: camera pair {pair}, the release has {len(pairs)}")
     refs = pairs[pair - 1]
     if not (1 <= pid <= refs.shape[1] and 1 <= img <= IMAGES_PER_PID):
-        raise ValueError(f"{where}: camera pair {pair} holds {refs.shape[1]} ids x 10 images")
+        raise InputError(f"{where}: camera pair {pair} holds {refs.shape[1]} ids x 10 images")
     data = np.asarray(mat[refs[img - 1, pid - 1]][()])
     if data.ndim != 3 or data.shape[0] != 3 or data.dtype != np.uint8:
-        raise ValueError(f"{where}: that cell is empty")
+        raise InputError(f"{where}: that cell is empty")
     return np.ascontiguousarray(data.transpose(2, 1, 0))  # (3, W, H) -> (H, W, 3)
 
 
@@ -232,5 +233,5 @@ def _mat_string(item: object) -> str:
     """A MATLAB 5 cell string as scipy returns it: a 1-element array of str."""
     array = np.asarray(item).ravel()
     if array.size != 1 or not isinstance(array[0], str):
-        raise ValueError(f"filelist entry {item!r} is not a string")
+        raise InputError(f"filelist entry {item!r} is not a string")
     return str(array[0])

@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from reid.errors import InputError
+
 
 class ImageDataset(Dataset):
     """Images read from `paths` with PIL (RGB), transformed, returned with their label."""
@@ -34,5 +36,5 @@ class ImageDataset(Dataset):
             with Image.open(path) as img:
                 image = img.convert("RGB")
         except OSError as err:
-            raise OSError(f"{path}: cannot read image ({err})") from err
+            raise InputError(f"{path}: cannot read image ({err})") from err
         return self.transform(image), self.labels[index]

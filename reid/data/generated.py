@@ -25,6 +25,7 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageFilter
 
+from reid.errors import InputError
 from reid.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -143,11 +144,11 @@ def generate_market1501(
     """
     _check_positive(num_train_ids=num_train_ids, num_test_ids=num_test_ids, cameras=cameras)
     if num_distractors < 0 or num_junk < 0:
-        raise ValueError(
+        raise InputError(
             f"num_distractors and num_junk must be >= 0, got {num_distractors}, {num_junk}"
         )
     if not 2 <= cameras <= 9:
-        raise ValueError(f"cameras must be 2..9 (one digit in Market names), got {cameras}")
+        raise InputError(f"cameras must be 2..9 (one digit in Market names), got {cameras}")
     lo, hi = _check_range("images_per_camera", images_per_camera)
     rng = np.random.default_rng(seed)
     h, w = MARKET_SIZE
@@ -218,9 +219,9 @@ def generate_cuhk03(
     _check_positive(num_pairs=num_pairs, ids_per_pair=ids_per_pair, num_test_ids=num_test_ids)
     lo, hi = _check_range("images_per_view", images_per_view)
     if hi > 5:
-        raise ValueError(f"images_per_view: at most 5 images per view, got {images_per_view}")
+        raise InputError(f"images_per_view: at most 5 images per view, got {images_per_view}")
     if num_test_ids >= num_pairs * ids_per_pair:
-        raise ValueError(
+        raise InputError(
             f"num_test_ids ({num_test_ids}) must be below the number of ids "
             f"({num_pairs} pairs x {ids_per_pair})"
         )
@@ -762,11 +763,11 @@ def _write_protocol_config(
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if int(value) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+            raise InputError(f"{name} must be a positive integer, got {value}")
 
 
 def _check_range(name: str, value: tuple[int, int]) -> tuple[int, int]:
     lo, hi = (int(v) for v in value)
     if not 1 <= lo <= hi:
-        raise ValueError(f"{name} must be (min, max) with 1 <= min <= max, got {value}")
+        raise InputError(f"{name} must be (min, max) with 1 <= min <= max, got {value}")
     return lo, hi

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reid.errors import InputError
 from reid.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype={"path": str, "split": str}, keep_default_na=False)
     except pd.errors.EmptyDataError as err:
-        raise ValueError(f"manifest {path} is empty (no header)") from err
+        raise InputError(f"manifest {path} is empty (no header)") from err
     _validate(df, path)
     for column in _INT_COLUMNS:
         df[column] = df[column].astype("int64")
@@ -87,28 +88,28 @@ def _validate(df: pd.DataFrame, path: Path) -> None:
     """Check columns, integer dtypes, split names and the train relabelling."""
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"manifest {path}: missing column(s) {missing}; expected {list(MANIFEST_COLUMNS)}"
         )
     for column in _INT_COLUMNS:
         if not pd.api.types.is_integer_dtype(df[column]):
-            raise ValueError(
+            raise InputError(
                 f"manifest {path}: column {column!r} must hold integers, got {df[column].dtype}"
             )
     if (df["path"].astype(str) == "").any():
-        raise ValueError(f"manifest {path}: empty 'path' in row(s) {_rows(df['path'] == '')}")
+        raise InputError(f"manifest {path}: empty 'path' in row(s) {_rows(df['path'] == '')}")
     unknown = sorted(set(df["split"]) - set(SPLITS))
     if unknown:
-        raise ValueError(f"manifest {path}: unknown split(s) {unknown}; expected one of {SPLITS}")
+        raise InputError(f"manifest {path}: unknown split(s) {unknown}; expected one of {SPLITS}")
     is_train = df["split"] == "train"
     if (df.loc[~is_train, "label"] != -1).any():
-        raise ValueError(f"manifest {path}: query/gallery rows must have label -1")
+        raise InputError(f"manifest {path}: query/gallery rows must have label -1")
     train = df[is_train]
     labels_per_pid = train.groupby("pid")["label"].nunique()
     if (labels_per_pid > 1).any():
-        raise ValueError(f"manifest {path}: a train pid has several labels")
+        raise InputError(f"manifest {path}: a train pid has several labels")
     if sorted(train["label"].unique()) != list(range(train["pid"].nunique())):
-        raise ValueError(
+        raise InputError(
             f"manifest {path}: train labels must be 0..N-1, one per train pid "
             f"({train['pid'].nunique()} pids)"
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reid.errors import InputError
 from reid.data.manifest import build_manifest
 
 logger = logging.getLogger(__name__)
@@ -83,13 +84,13 @@ def parse_market_folder(folder: Path) -> list[tuple[str, int, int]]:
     if skipped:
         logger.warning("%s: skipped %d non-image file(s)", folder, skipped)
     if not images:
-        raise ValueError(f"split folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"split folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     entries = []
     for name in images:
         match = _NAME.match(name)
         pid = _to_int(match.group(1)) if match else None
         if match is None or pid is None or pid < JUNK_PID:
-            raise ValueError(
+            raise InputError(
                 f"image {folder / name}: name does not start with '<pid>_c<camera>' "
                 "(e.g. 0002_c1s1_000451_03.jpg)"
             )

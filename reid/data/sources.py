@@ -11,6 +11,7 @@ data of an earlier run.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tarfile
 import urllib.parse
@@ -23,6 +24,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from reid.errors import InputError
+from reid.data.provenance import write_source_record
 from reid.io import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
-class SourceError(RuntimeError):
+class SourceError(InputError):
     """A dataset source that cannot be used: missing, corrupt, unsafe or the wrong checksum."""
 
 
@@ -62,7 +65,8 @@ def _extract_zip(archive: Path, dest: Path) -> None:
                 mode = info.external_attr >> 16
                 if (mode & 0o170000) == 0o120000:
                     raise SourceError(f"{archive}: refusing entry {info.filename!r}: a symbolic link")
-            for info in tqdm(members, desc=f"unzip {archive.name}", unit="file", leave=False):
+            for info in tqdm(members, desc=f"unzip {archive.name}", unit="file", leave=False,
+                             disable=None):
                 zf.extract(info, dest)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         raise SourceError(f"{archive}: corrupt or truncated zip archive ({err})") from err
@@ -78,7 +82,8 @@ def _extract_tar(archive: Path, dest: Path) -> None:
                     raise SourceError(f"{archive}: refusing entry {member.name!r}: a link")
                 if not (member.isfile() or member.isdir()):
                     raise SourceError(f"{archive}: refusing entry {member.name!r}: not a file")
-            for member in tqdm(members, desc=f"untar {archive.name}", unit="file", leave=False):
+            for member in tqdm(members, desc=f"untar {archive.name}", unit="file", leave=False,
+                               disable=None):
                 tf.extract(member, dest, filter="data")
     except (tarfile.TarError, zlib.error, EOFError, OSError) as err:
         raise SourceError(f"{archive}: corrupt or truncated tar archive ({err})") from err
@@ -102,7 +107,8 @@ def download_url(url: str, target: Path) -> Path:
         try:
             with urllib.request.urlopen(url, timeout=60) as response, tmp.open("wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
+                          disable=None) as bar:
                     for chunk in iter(lambda: response.read(1 << 20), b""):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -144,6 +150,7 @@ def fetch_dataset(
             if path.is_dir():
                 if sha256 or md5:
                     raise SourceError(f"{path}: a checksum applies to an archive, not a folder")
+                refuse_outside_links(path)
                 shutil.copytree(path, tmp, symlinks=False)
             else:
                 verify_checksum(path, sha256=sha256, md5=md5)
@@ -151,5 +158,23 @@ def fetch_dataset(
         try:
             validate(tmp)
         except (OSError, ValueError) as err:
-            raise SourceError(f"{source}: not a usable dataset: {err}") from err
+            # name the user's source, not the temporary folder it was unpacked into
+            message = str(err).replace(str(tmp), f"<{source}>")
+            raise SourceError(f"{source}: not a usable dataset: {message}") from err
+        write_source_record(tmp, {"source": source, "sha256": sha256, "md5": md5})
     return dest
+
+
+def refuse_outside_links(folder: Path) -> None:
+    """Raise `SourceError` for a symbolic link in `folder` that resolves outside it.
+
+    Archives may hold no links at all; a folder's links are copied as the files they point to,
+    so one pointing elsewhere (e.g. at a system file) would bring that file into the dataset.
+    """
+    root = folder.resolve()
+    for current, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            entry = Path(current) / name
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise SourceError(f"{entry}: a symbolic link to {entry.resolve()}, outside the "
+                                  f"dataset folder {folder}; copy the file in or remove the link")

@@ -30,7 +30,7 @@ def extract_features(
     model.eval().to(device)
     amp_dtype = autocast_dtype(device, amp)
     chunks = []
-    for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             feats = model(images).bn_feat.float()

@@ -11,6 +11,8 @@ import random
 import numpy as np
 import torch
 
+from reid.errors import InputError
+
 
 def select_device(name: str) -> torch.device:
     """`auto` picks CUDA when present, else the CPU; anything else is passed to torch."""
@@ -18,7 +20,7 @@ def select_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available")
+        raise InputError(f"train.device is {name!r} but CUDA is not available")
     return device
 
 

@@ -39,6 +39,7 @@ from reid.engine.checkpoint import (
     set_rng_state,
 )
 from reid.engine.runtime import autocast_dtype, seed_everything
+from reid.errors import InputError
 from reid.losses import LossTerms, ReidLoss
 from reid.models import ReidOutput
 
@@ -126,7 +127,7 @@ def train(
         torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
     if cfg.sync_bn and world_size > 1:
         if device.type != "cuda":
-            raise ValueError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernels)")
+            raise InputError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernels)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.channels_last:
@@ -144,7 +145,7 @@ def train(
     scaler = grad_scaler(device, amp_dtype)
 
     if len(batches) == 0:
-        raise ValueError(
+        raise InputError(
             f"no full batch: the training images cannot fill one batch of {cfg.batch_size} "
             f"({cfg.batch_size // cfg.num_instances} ids x {cfg.num_instances})"
         )
@@ -252,7 +253,8 @@ def _train_one_epoch(
     images_seen = step = 0
     lr = optimizer.param_groups[0]["lr"]
     start = time.perf_counter()
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=None if progress else True)
     for images, targets in bar:
         output, terms = train_step(
             model, criterion, images, targets, optimizer, center_optimizer, scaler, amp_dtype,

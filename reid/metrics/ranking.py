@@ -54,7 +54,10 @@ def evaluate_ranking(
     runs the blocked torch version on it. Both give identical results.
 
     Returns {"mAP": float, "mINP": float, "cmc": np.ndarray (max_rank,) float64,
-    "num_valid_queries": int, "num_skipped_queries": int}.
+    "num_valid_queries": int, "num_skipped_queries": int, "per_query": {"query": (V,) int64
+    indices of the V valid queries, "ap": (V,) float64, "first_match_rank": (V,) int64 1-based
+    rank of the first true match}}; the per-query arrays are what confidence intervals and
+    paired comparisons resample.
     """
     distmat, q_pids, g_pids, q_camids, g_camids = _check_inputs(
         distmat, q_pids, g_pids, q_camids, g_camids, max_rank
@@ -73,6 +76,8 @@ def evaluate_ranking(
             distmat, q_pids, g_pids, pos_idx, num_pos, valid, torch.device(device)
         )
     result = _metrics_from_ranks(ranks, num_pos[valid], max_rank)
+    result["per_query"] = {"query": valid.astype(np.int64), "ap": result.pop("ap"),
+                           "first_match_rank": ranks[:, 0].copy()}
     result["num_skipped_queries"] = len(q_pids) - len(valid)
     logger.debug(
         "evaluated %d queries (%d skipped): mAP %.4f",
@@ -233,4 +238,5 @@ def _metrics_from_ranks(ranks: np.ndarray, num_pos: np.ndarray, max_rank: int) -
         "mINP": float(np.mean(inps)),
         "cmc": hits.astype(np.float64) / num_valid,
         "num_valid_queries": num_valid,
+        "ap": aps,
     }

@@ -16,6 +16,7 @@ import timm
 import torch
 from torch import nn
 
+from reid.errors import InputError
 from reid.models.head import ReidModel
 from reid.models.resnet_ibn import resnet50_ibn_a
 
@@ -96,7 +97,7 @@ def _resnet50_ibn_a(last_stride: int, effnet_variant: str) -> nn.Module:
 
 def _effnetv2(last_stride: int, effnet_variant: str) -> nn.Module:
     if "efficientnetv2" not in effnet_variant or not timm.is_model(effnet_variant):
-        raise ValueError(f"effnet_variant {effnet_variant!r} is not a timm EfficientNet-v2 model")
+        raise InputError(f"effnet_variant {effnet_variant!r} is not a timm EfficientNet-v2 model")
     model = timm.create_model(effnet_variant, pretrained=False, num_classes=0, global_pool="")
     set_efficientnet_last_stride(model, last_stride)
     zero_init_residual_branches(model)
@@ -149,7 +150,7 @@ def _read_checkpoint(path: Path) -> object:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"cannot read pretrained weights from {path}: {err}") from err
+        raise InputError(f"cannot read pretrained weights from {path}: {err}") from err
 
 
 def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -164,7 +165,7 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
         or not obj
         or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
-        raise ValueError(
+        raise InputError(
             f"{path} is not a state dict: expected a non-empty mapping of names to tensors "
             f"(optionally under one of the keys {WRAPPER_KEYS}), got {type(obj).__name__}"
         )
@@ -210,7 +211,7 @@ def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
         if keys
     ]
     if problems:
-        raise ValueError(
+        raise InputError(
             f"pretrained weights {path} do not fit {type(backbone).__name__}; keys that did not "
             f"load: " + "; ".join(problems)
         )

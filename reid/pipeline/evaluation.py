@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ import pandas as pd
 
 from reid.io import atomic_path, write_json
 from reid.metrics import evaluate_ranking, k_reciprocal_rerank
+from reid.metrics.bootstrap import bootstrap_intervals, per_query_scores
 from reid.metrics.distance import pairwise_distance
-from reid.params import BACKBONES, Params
+from reid.params import BACKBONES, EvalParams, Params
 from reid.paths import (
     cmc_plot_dir,
     features_path,
     metrics_path,
+    per_query_dir,
     results_dir,
     split_dir,
 )
@@ -48,6 +51,41 @@ def _rank(distmat: np.ndarray, f: dict[str, np.ndarray], max_rank: int) -> dict[
     )
 
 
+def per_query_table(result: dict[str, Any], f: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per valid query: its index, path (relative to the query folder), pid, camera,
+    AP and the 1-based rank of its first true match (what intervals and comparisons resample)."""
+    pq = result["per_query"]
+    q = pq["query"]
+    paths = f["query_paths"]
+    root = os.path.commonpath(list(paths)) if len(paths) > 1 else os.path.dirname(paths[0])
+    return pd.DataFrame({
+        "query": q,
+        "path": [os.path.relpath(p, root) for p in paths[q]],
+        "pid": f["query_pids"][q],
+        "camid": f["query_camids"][q],
+        "ap": pq["ap"],
+        "first_match_rank": pq["first_match_rank"],
+    })
+
+
+def _scores_with_intervals(result: dict[str, Any], table: pd.DataFrame, ev: EvalParams) -> dict:
+    """The metrics of `scores` plus `ci95`: identity-bootstrap intervals of mAP and rank-1."""
+    return {
+        **scores(result),
+        "ci95": bootstrap_intervals(
+            per_query_scores(table["ap"].to_numpy(), table["first_match_rank"].to_numpy()),
+            table["pid"].to_numpy(), resamples=ev.bootstrap_resamples, seed=ev.bootstrap_seed,
+        ),
+    }
+
+
+def _write_per_query(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for backbone, table in tables.items():
+            table.to_csv(tmp / f"{backbone}.csv", index=False)
+
+
 def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]) -> dict:
     summary = json.loads((split_dir(dataset) / "summary.json").read_text())
     return {
@@ -71,16 +109,22 @@ def _tracked(params: Params, stage: str, dataset: str) -> Tracker:
 
 
 def evaluate(params: Params, dataset: str) -> dict[str, Any]:
-    """mAP / CMC / mINP of every backbone -> `metrics/<ds>/evaluate.json` and CMC plots."""
+    """mAP / CMC / mINP of every backbone -> `metrics/<ds>/evaluate.json` and CMC plots.
+
+    Each backbone's per-query results go to `metrics/<ds>/per_query/<backbone>.csv`, and its
+    mAP and rank-1 get 95% identity-bootstrap intervals (`ci95`).
+    """
     ev = params.eval
     metrics: dict[str, Any] = {}
     cmc_curves: dict[str, np.ndarray] = {}
+    tables: dict[str, pd.DataFrame] = {}
     protocol: dict[str, Any] = {}
     for backbone in BACKBONES:
         f = _load_features(backbone, dataset)
         result = _rank(pairwise_distance(f["query"], f["gallery"], ev.metric), f, ev.max_rank)
-        metrics[backbone] = scores(result)
-        cmc_curves[backbone] = result["cmc"]
+        tables[backbone] = per_query_table(result, f)
+        metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
+        cmc_curves[backbone] = 100 * result["cmc"]
         if "untrained_query" in f:
             base = _rank(
                 pairwise_distance(f["untrained_query"], f["untrained_gallery"], ev.metric),
@@ -89,11 +133,12 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
             metrics[backbone]["untrained"] = scores(base)
         protocol = _protocol(dataset, f, result)
     output = {
-        "headline": {k: metrics[params.backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")},
+        "headline": _headline(params.backbone, metrics),
         **metrics,
         "num_valid_queries": protocol["num_valid_queries"],
         "num_gallery": protocol["num_gallery"],
     }
+    _write_per_query(tables, per_query_dir(dataset, "evaluate"))
     write_json(metrics_path(dataset, "evaluate"), output)
     plots = cmc_plot_dir(dataset)
     cmc_table = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **cmc_curves})
@@ -103,11 +148,31 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     with _tracked(params, "evaluate", dataset) as tracker:
         tracker.log_metrics(
             {f"{b}.{k}": v for b in BACKBONES for k, v in metrics[b].items()
-             if k != "untrained"}
+             if k not in ("untrained", "ci95")}
         )
         tracker.log_artifact(plots / "cmc.png", "plots")
         tracker.log_artifact(metrics_path(dataset, "evaluate"))
     return output
+
+
+def _headline(backbone: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The `backbone` model's main metrics, named: across experiments it may be another model."""
+    return {"backbone": backbone,
+            **{k: metrics[backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")}}
+
+
+def rerank_features(f: dict[str, np.ndarray], ev: EvalParams) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery features to re-rank by squared Euclidean distance under `eval.metric`.
+
+    Re-ranking divides each column of the distances by its maximum, so a constant factor
+    cancels: on L2-normalised features, 1 - cos = |a - b|^2 / 2 gives exactly the cosine
+    re-ranking. Cosine on unnormalised features therefore re-ranks their normalised copies.
+    """
+    q, g = f["query"], f["gallery"]
+    if ev.metric == "cosine" and not ev.normalize:
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return q, g
 
 
 def rerank(params: Params, dataset: str) -> dict[str, Any]:
@@ -118,16 +183,17 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{plain_file}: not found (run evaluate first)")
     plain = json.loads(plain_file.read_text())
     metrics: dict[str, Any] = {}
+    tables: dict[str, pd.DataFrame] = {}
     distances: dict[str, dict[str, np.ndarray]] = {}
-    rows, untrained_rows = [], []
     protocol: dict[str, Any] = {}
     for backbone in BACKBONES:
         f = _load_features(backbone, dataset)
         reranked = k_reciprocal_rerank(
-            f["query"], f["gallery"], k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value
+            *rerank_features(f, ev), k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value
         )
         result = _rank(reranked, f, ev.max_rank)
-        metrics[backbone] = scores(result)
+        tables[backbone] = per_query_table(result, f)
+        metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
         protocol = _protocol(dataset, f, result)
         if backbone == params.backbone:
             distances = {
@@ -135,27 +201,45 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
                 "plain": pairwise_distance(f["query"], f["gallery"], ev.metric),
                 "reranked": reranked,
             }
-        pretrained = params.models[backbone].pretrained is not None
-        size = "x".join(map(str, (params.input.height, params.input.width)))
-        rows.append({"model": model_label(backbone, pretrained), "image_size": size,
-                     **{k: v for k, v in plain[backbone].items() if k != "untrained"}})
-        rows.append({"model": model_label(backbone, pretrained, " + re-ranking"),
-                     "image_size": size, **metrics[backbone]})
-        if "untrained" in plain[backbone]:
-            untrained_rows.append({
-                "model": f"{model_label(backbone, pretrained)}, before training",
-                "image_size": size,
-                **plain[backbone]["untrained"],
-            })
-    output = {
-        "headline": {k: metrics[params.backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")},
-        **metrics,
-    }
+    output = {"headline": _headline(params.backbone, metrics), **metrics}
+    _write_per_query(tables, per_query_dir(dataset, "rerank"))
     write_json(metrics_path(dataset, "rerank"), output)
+    out = results_dir(dataset)
+    write_results(_results_rows(params, plain, metrics), out / "results.md", out / "results.csv",
+                  title=f"{dataset} results", notes=_table_notes(params, protocol))
+    pictures = draw_queries(params, dataset, distances, out / "ranked")
+    with _tracked(params, "rerank", dataset) as tracker:
+        tracker.log_metrics(
+            {f"{b}.rerank.{k}": v for b in BACKBONES for k, v in metrics[b].items()
+             if k != "ci95"}
+        )
+        tracker.log_artifact(out / "results.md")
+        tracker.log_artifact(out / "results.csv")
+        for picture in pictures:
+            tracker.log_artifact(picture, "ranked")
+    return output
 
+
+def _results_rows(params: Params, plain: dict[str, Any], reranked: dict[str, Any]) -> pd.DataFrame:
+    """The results table: each backbone plain and re-ranked, then the untrained baselines."""
+    size = "x".join(map(str, (params.input.height, params.input.width)))
+    rows, untrained_rows = [], []
+    for backbone in BACKBONES:
+        pretrained = params.models[backbone].pretrained is not None
+        label = model_label(backbone, pretrained)
+        rows.append({"model": label, "image_size": size, **plain[backbone]})
+        rows.append({"model": f"{label} + re-ranking", "image_size": size,
+                     **reranked[backbone]})
+        if "untrained" in plain[backbone]:
+            untrained_rows.append({"model": f"{label}, before training", "image_size": size,
+                                   **plain[backbone]["untrained"]})
+    return results_table(rows + untrained_rows)
+
+
+def _table_notes(params: Params, protocol: dict[str, Any]) -> list[str]:
+    ev, rr = params.eval, params.rerank
     summary = protocol["summary"]
-    table = results_table(rows + untrained_rows)
-    notes = [
+    return [
         f"Protocol: {summary['protocol']}; source: {summary['source']}.",
         f"Query {protocol['num_query']} images ({protocol['num_valid_queries']} valid, "
         f"{protocol['num_skipped_queries']} skipped without a valid match), gallery "
@@ -163,23 +247,12 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
         f"{summary['num_train_ids']} ids.",
         f"Distance: {ev.metric} on {'L2-normalised ' if ev.normalize else ''}BNNeck features"
         f"{' averaged with the flipped image' if ev.flip else ''}; same-id same-camera gallery "
-        f"images ignored. Re-ranking: k-reciprocal, k1={rr.k1}, k2={rr.k2}, "
-        f"lambda={rr.lambda_value}.",
+        f"images ignored. Re-ranking: k-reciprocal on {ev.metric} distances, k1={rr.k1}, "
+        f"k2={rr.k2}, lambda={rr.lambda_value}.",
+        f"95% CI: percentile bootstrap over query identities ({ev.bootstrap_resamples} "
+        f"resamples, seed {ev.bootstrap_seed}; all queries of a drawn identity, gallery fixed).",
         f"Headline backbone: {params.backbone}. mINP: Ye et al., TPAMI 2021.",
     ]
-    out = results_dir(dataset)
-    write_results(table, out / "results.md", out / "results.csv",
-                  title=f"{dataset} results", notes=notes)
-    pictures = draw_queries(params, dataset, distances, out / "ranked")
-    with _tracked(params, "rerank", dataset) as tracker:
-        tracker.log_metrics(
-            {f"{b}.rerank.{k}": v for b in BACKBONES for k, v in metrics[b].items()}
-        )
-        tracker.log_artifact(out / "results.md")
-        tracker.log_artifact(out / "results.csv")
-        for picture in pictures:
-            tracker.log_artifact(picture, "ranked")
-    return output
 
 
 def draw_queries(

@@ -8,6 +8,7 @@ from pathlib import Path
 from reid.data.cuhk03 import parse_cuhk03
 from reid.data.manifest import summarize, write_manifest
 from reid.data.market1501 import find_market_root, parse_market_layout
+from reid.data.provenance import check_source_record
 from reid.io import write_json
 from reid.params import DatasetParams
 
@@ -21,14 +22,16 @@ def split(dataset: str, params: DatasetParams, raw: Path, out_dir: Path) -> dict
     `out_dir/images/`. The summary states the protocol (variant, source) with the counts.
     """
     out_dir = Path(out_dir)
+    check_source_record(raw, params.source)
     if dataset == "market1501":
         manifest = parse_market_layout(find_market_root(raw))
         protocol = "Market-1501 standard (junk -1 ignored, distractors 0000 in the gallery)"
     else:
         manifest = parse_cuhk03(raw, out_dir / "images", params.variant)
-        protocol = (
-            f"CUHK03 new protocol (train/query/gallery from the split files), {params.variant}"
-        )
+        from_release = manifest["path"].str.startswith(str(out_dir / "images")).all()
+        how = ("train/query/gallery from the split files" if from_release
+               else "CUHK03-NP folders, already split")
+        protocol = f"CUHK03 new protocol ({how}), {params.variant}"
     write_manifest(manifest, out_dir / "manifest.csv")
     summary = {
         "dataset": dataset,

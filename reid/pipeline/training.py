@@ -20,7 +20,8 @@ from reid.distributed import DistInfo, distributed, launched_by_torchrun, relaun
 from reid.engine.checkpoint import fingerprint
 from reid.engine.runtime import select_device
 from reid.engine.train import TrainConfig, train
-from reid.io import atomic_path, file_digest
+from reid.errors import InputError
+from reid.io import atomic_path, check_writable, file_digest
 from reid.losses import ReidLoss
 from reid.params import Params
 from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 
 def train_config(params: Params, backbone: str) -> TrainConfig:
     t = params.train
+    if params.epochs_for(backbone) <= t.warmup_epochs:
+        log.warning(
+            "%s: %d epochs <= train.warmup_epochs (%d): the whole run stays in the warm-up, "
+            "at %.3g to %.3g times train.lr", backbone, params.epochs_for(backbone),
+            t.warmup_epochs, t.warmup_factor,
+            t.warmup_factor + (1 - t.warmup_factor) * (params.epochs_for(backbone) - 1)
+            / t.warmup_epochs,
+        )
     return TrainConfig(
         epochs=params.epochs_for(backbone),
         batch_size=t.batch_size,
@@ -103,7 +112,7 @@ def train_stage(
     if nproc > 1 and not launched_by_torchrun():
         status = relaunch(nproc, argv)
         if status:
-            raise RuntimeError(f"torchrun with {nproc} processes failed (exit status {status})")
+            raise InputError(f"torchrun with {nproc} processes failed (exit status {status})")
         return
     train_backbone(params, backbone, dataset, progress=progress)
 
@@ -130,8 +139,11 @@ def _train_on_rank(
     manifest = read_manifest(manifest_file)
     rows = manifest[manifest["split"] == "train"]
     if rows.empty:
-        raise ValueError(f"{manifest_file}: no training images")
+        raise InputError(f"{manifest_file}: no training images")
     num_classes = int(rows["label"].max()) + 1
+    plots = train_plot_dir(backbone, dataset)
+    if info.is_main:
+        check_writable(model_path(backbone, dataset), plots / "curves.csv", plots / "curves.png")
     cfg = train_config(params, backbone)
     settings = {
         "backbone": backbone,
@@ -211,7 +223,6 @@ def _train_on_rank(
                 },
                 tmp,
             )
-        plots = train_plot_dir(backbone, dataset)
         curves = pd.DataFrame(history)
         with atomic_path(plots / "curves.csv") as tmp:
             curves.to_csv(tmp, index=False)

@@ -43,11 +43,11 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str) 
 
 
 def plot_cmc(curves: Mapping[str, np.ndarray], path: str | Path, *, title: str) -> None:
-    """CMC curves (rank 1..len) of several models, in percent."""
+    """CMC curves (rank 1..len) of several models, given in percent (as the metrics and CSV)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, cmc in curves.items():
         ranks = np.arange(1, len(cmc) + 1)
-        ax.plot(ranks, np.asarray(cmc) * 100, label=name)
+        ax.plot(ranks, np.asarray(cmc), label=name)
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_xscale("log")

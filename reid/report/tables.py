@@ -16,6 +16,7 @@ DISPLAY_NAMES = {
     "effnetv2": "EfficientNet-v2",
 }
 METRIC_COLUMNS = {"mAP": "mAP", "rank1": "R-1", "rank5": "R-5", "rank10": "R-10", "mINP": "mINP"}
+CI_METRICS = ("mAP", "rank1")  # the metrics given with a bootstrap interval
 
 
 def scores(result: Mapping[str, Any]) -> dict[str, float]:
@@ -36,9 +37,23 @@ def model_label(backbone: str, pretrained: bool, suffix: str = "") -> str:
 
 
 def results_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows of {"model", "image_size", mAP, rank1, ...} -> the published table's columns."""
-    table = pd.DataFrame(rows)
-    return table.rename(columns={"model": "Model", "image_size": "Image size", **METRIC_COLUMNS})
+    """Rows of {"model", "image_size", mAP, rank1, ..., optional "ci95"} -> the table's columns.
+
+    A row's `ci95` ({"mAP": [lo, hi], "rank1": [lo, hi]}) becomes a "95% CI" column beside each
+    of the two metrics; rows without one (the untrained baselines) leave it empty.
+    """
+    records = []
+    for row in rows:
+        record = {"Model": row["model"], "Image size": row["image_size"]}
+        for key, column in METRIC_COLUMNS.items():
+            record[column] = row[key]
+            if key in CI_METRICS:
+                interval = row.get("ci95", {}).get(key)
+                record[f"{column} 95% CI"] = (
+                    f"[{interval[0]:.1f}, {interval[1]:.1f}]" if interval else ""
+                )
+        records.append(record)
+    return pd.DataFrame(records)
 
 
 def write_results(
