@@ -4,13 +4,13 @@ The unit resampled is the query *identity*, not the single query (a cluster boot
 Davison & Hinkley 1997, sec. 3.8): the queries of one person (one per camera on Market-1501)
 share their gallery positives and their appearance, so their APs are correlated, and resampling
 them one by one would understate the spread. Each resample draws the identities with
-replacement (multinomial counts) and takes every query of a drawn identity; mAP and rank-1 are
+replacement and takes every query of a drawn identity; mAP and rank-1 are
 then the query-weighted means, as in the point estimate. The gallery is held fixed: the
 interval says how much the score would move with other query people from the same population,
 for this gallery.
 
 Everything is vectorised: one (resamples x identities) count matrix times the per-identity
-sums, milliseconds for Market-1501's 3,368 queries and 1,000 resamples.
+sums (benchmarks/bench_bootstrap.py times it at the Market-1501 and MSMT17 sizes).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def per_query_scores(ap: np.ndarray, first_match_rank: np.ndarray) -> dict[str, 
 def identity_counts(groups: np.ndarray, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Resampling weights: (resamples, K) float counts of the K identities, and (V,) group index.
 
-    Each row draws K identities with replacement (a multinomial of K draws over K equal cells).
+    Each row draws K identities with replacement and counts how often each was drawn.
     """
     if resamples < 1:
         raise ValueError(f"bootstrap: resamples must be >= 1, got {resamples}")
@@ -42,9 +42,10 @@ def identity_counts(groups: np.ndarray, resamples: int, seed: int) -> tuple[np.n
     num_groups = int(index.max()) + 1 if len(index) else 0
     if num_groups == 0:
         raise ValueError("bootstrap: no queries to resample")
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(num_groups, np.full(num_groups, 1.0 / num_groups), size=resamples)
-    return counts.astype(np.float64), index
+    draws = np.random.default_rng(seed).integers(0, num_groups, (resamples, num_groups))
+    draws += np.arange(resamples)[:, None] * num_groups  # one bincount for all rows
+    counts = np.bincount(draws.ravel(), minlength=resamples * num_groups)
+    return counts.reshape(resamples, num_groups).astype(np.float64), index
 
 
 def _resampled_means(values: np.ndarray, counts: np.ndarray, index: np.ndarray) -> np.ndarray:
