@@ -96,14 +96,19 @@ def test_extraction_replaces_the_images_folder(release: Path, tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == ["images"]  # no temporary left
 
 
-def test_np_layout(extracted: dict, tmp_path: Path) -> None:
-    """The same split arranged as CUHK03-NP (`{label:04d}_c{cam}_{img:02d}`) parses alike."""
+def _np_layout(df, root: Path) -> None:
+    """Arrange a parsed split as CUHK03-NP: `root/cuhk03-np/detected/{bounding_box_*,query}`."""
     folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-    df = extracted["detected"]
     for path, pid, camid, split, _ in df.to_numpy():
-        folder = tmp_path / "cuhk03-np" / "detected" / folders[split]
+        folder = root / "cuhk03-np" / "detected" / folders[split]
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, folder / f"{pid:04d}_c{camid}_{Path(path).stem[-2:]}.png")
+
+
+def test_np_layout(extracted: dict, tmp_path: Path) -> None:
+    """The same split arranged as CUHK03-NP (`{label:04d}_c{cam}_{img:02d}`) parses alike."""
+    df = extracted["detected"]
+    _np_layout(df, tmp_path)
     out = tmp_path / "unused"
     np_df = parse_cuhk03(tmp_path, out, "detected")
     assert not out.exists()  # nothing extracted
@@ -111,6 +116,26 @@ def test_np_layout(extracted: dict, tmp_path: Path) -> None:
     assert sorted(np_df["pid"]) == sorted(df["pid"])
     with pytest.raises(FileNotFoundError, match=r"no labeled/ folder \(found detected/\)"):
         parse_cuhk03(tmp_path, out, "labeled")
+
+
+def test_split_summary_says_where_the_split_came_from(
+    release: Path, extracted: dict, tmp_path: Path
+) -> None:
+    from reid.data.provenance import write_source_record
+    from reid.params import DatasetParams
+    from reid.pipeline.split import split
+
+    params = DatasetParams(source="/data/cuhk03", variant="detected")
+    release_copy = tmp_path / "release"
+    shutil.copytree(release, release_copy)
+    np_root = tmp_path / "np"
+    _np_layout(extracted["detected"], np_root)
+    for raw in (release_copy, np_root):
+        write_source_record(raw, {"source": params.source})
+    from_files = split("cuhk03", params, release_copy, tmp_path / "split_a")["protocol"]
+    from_folders = split("cuhk03", params, np_root, tmp_path / "split_b")["protocol"]
+    assert "from the split files" in from_files
+    assert "CUHK03-NP folders" in from_folders and "split files" not in from_folders
 
 
 def test_unknown_variant(release: Path, tmp_path: Path) -> None:

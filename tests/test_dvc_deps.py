@@ -68,3 +68,24 @@ def test_import_closure_follows_imports(tmp_path):
     found = {str(p.relative_to(tmp_path)) for p in import_closure(script, tmp_path)}
     assert found == {"reid/__init__.py", "reid/sub/__init__.py", "reid/sub/inner.py",
                      "reid/late.py"}
+
+
+def test_no_plot_is_declared_twice():
+    """A plot declared in a stage and at the top level shows twice in `dvc plots show`."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    top = set()
+    for entry in spec.get("plots", []):
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        top.add(name)
+        if isinstance(entry, dict):
+            top.update((next(iter(entry.values())) or {}).get("y", {}))
+    for name, stage in spec["stages"].items():
+        body = stage.get("do", stage)
+        for plot in body.get("plots", []):
+            path = plot if isinstance(plot, str) else next(iter(plot))
+            for item in ("market1501", "cuhk03"):
+                declared = path.replace("${item}", item)
+                twice = [t for t in top if t == declared or t.startswith(declared + "/")]
+                assert not twice, f"{name}: {declared} is also a top-level plot: {twice}"

@@ -118,6 +118,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     cmc_curves: dict[str, np.ndarray] = {}
     tables: dict[str, pd.DataFrame] = {}
+    untrained: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
     for backbone in BACKBONES:
         f = _load_features(backbone, dataset)
@@ -130,7 +131,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
                 pairwise_distance(f["untrained_query"], f["untrained_gallery"], ev.metric),
                 f, ev.max_rank,
             )
-            metrics[backbone]["untrained"] = scores(base)
+            untrained[backbone] = scores(base)
         protocol = _protocol(dataset, f, result)
     output = {
         "headline": _headline(params.backbone, metrics),
@@ -139,6 +140,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
         "num_gallery": protocol["num_gallery"],
     }
     _write_per_query(tables, per_query_dir(dataset, "evaluate"))
+    write_json(metrics_path(dataset, "untrained"), untrained)
     write_json(metrics_path(dataset, "evaluate"), output)
     plots = cmc_plot_dir(dataset)
     cmc_table = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **cmc_curves})
@@ -148,7 +150,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     with _tracked(params, "evaluate", dataset) as tracker:
         tracker.log_metrics(
             {f"{b}.{k}": v for b in BACKBONES for k, v in metrics[b].items()
-             if k not in ("untrained", "ci95")}
+             if k != "ci95"}
         )
         tracker.log_artifact(plots / "cmc.png", "plots")
         tracker.log_artifact(metrics_path(dataset, "evaluate"))
@@ -178,16 +180,16 @@ def rerank_features(f: dict[str, np.ndarray], ev: EvalParams) -> tuple[np.ndarra
 def rerank(params: Params, dataset: str) -> dict[str, Any]:
     """k-reciprocal re-ranking of every backbone, the results table and ranked-list pictures."""
     ev, rr = params.eval, params.rerank
-    plain_file = metrics_path(dataset, "evaluate")
-    if not plain_file.exists():
-        raise FileNotFoundError(f"{plain_file}: not found (run evaluate first)")
-    plain = json.loads(plain_file.read_text())
+    plain = _read_json(metrics_path(dataset, "evaluate"))
+    untrained = _read_json(metrics_path(dataset, "untrained"))
     metrics: dict[str, Any] = {}
     tables: dict[str, pd.DataFrame] = {}
     distances: dict[str, dict[str, np.ndarray]] = {}
+    infos: dict[str, dict[str, Any]] = {}
     protocol: dict[str, Any] = {}
     for backbone in BACKBONES:
         f = _load_features(backbone, dataset)
+        infos[backbone] = json.loads(str(f["model_info"]))
         reranked = k_reciprocal_rerank(
             *rerank_features(f, ev), k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value
         )
@@ -205,8 +207,9 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
     _write_per_query(tables, per_query_dir(dataset, "rerank"))
     write_json(metrics_path(dataset, "rerank"), output)
     out = results_dir(dataset)
-    write_results(_results_rows(params, plain, metrics), out / "results.md", out / "results.csv",
-                  title=f"{dataset} results", notes=_table_notes(params, protocol))
+    write_results(_results_rows(infos, plain, metrics, untrained),
+                  out / "results.md", out / "results.csv",
+                  title=f"{dataset} results", notes=_table_notes(params, protocol, infos))
     pictures = draw_queries(params, dataset, distances, out / "ranked")
     with _tracked(params, "rerank", dataset) as tracker:
         tracker.log_metrics(
@@ -220,26 +223,47 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
     return output
 
 
-def _results_rows(params: Params, plain: dict[str, Any], reranked: dict[str, Any]) -> pd.DataFrame:
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (run evaluate first)")
+    return json.loads(path.read_text())
+
+
+def _results_rows(
+    infos: dict[str, Any], plain: dict[str, Any], reranked: dict[str, Any],
+    untrained: dict[str, Any],
+) -> pd.DataFrame:
     """The results table: each backbone plain and re-ranked, then the untrained baselines."""
-    size = "x".join(map(str, (params.input.height, params.input.width)))
     rows, untrained_rows = [], []
     for backbone in BACKBONES:
-        pretrained = params.models[backbone].pretrained is not None
-        label = model_label(backbone, pretrained)
-        rows.append({"model": label, "image_size": size, **plain[backbone]})
-        rows.append({"model": f"{label} + re-ranking", "image_size": size,
-                     **reranked[backbone]})
-        if "untrained" in plain[backbone]:
-            untrained_rows.append({"model": f"{label}, before training", "image_size": size,
-                                   **plain[backbone]["untrained"]})
+        info = infos[backbone]
+        label = model_label(backbone, info["pretrained"])
+        common = {"image_size": "x".join(map(str, info["input_size"])), "epochs": info["epochs"]}
+        rows.append({"model": label, **common, **plain[backbone]})
+        rows.append({"model": f"{label} + re-ranking", **common, **reranked[backbone]})
+        if backbone in untrained:
+            untrained_rows.append({"model": f"{label}, before training", **common,
+                                   "epochs": 0, **untrained[backbone]})
     return results_table(rows + untrained_rows)
 
 
-def _table_notes(params: Params, protocol: dict[str, Any]) -> list[str]:
+def _recipe(info: dict[str, Any]) -> str:
+    ids = info["batch_size"] // info["num_instances"]
+    return (f"lr {info['lr']:g}, batches of {ids} ids x {info['num_instances']} images, "
+            f"warm-up {info['warmup_epochs']} epochs, lr x{info['gamma']:g} at epochs "
+            f"{info['milestones']}")
+
+
+def _table_notes(params: Params, protocol: dict[str, Any], infos: dict[str, Any]) -> list[str]:
     ev, rr = params.eval, params.rerank
     summary = protocol["summary"]
+    recipes = {b: _recipe(info) for b, info in infos.items() if "lr" in info}
+    if len(set(recipes.values())) == 1:
+        training = [f"Training: {next(iter(recipes.values()))}."]
+    else:
+        training = [f"Training of {b}: {r}." for b, r in recipes.items()]
     return [
+        *training,
         f"Protocol: {summary['protocol']}; source: {summary['source']}.",
         f"Query {protocol['num_query']} images ({protocol['num_valid_queries']} valid, "
         f"{protocol['num_skipped_queries']} skipped without a valid match), gallery "

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 from torch.utils.data import DataLoader
 
 from reid.data.dataset import ImageDataset
@@ -18,6 +22,48 @@ from reid.paths import features_path, manifest_path, model_path
 from reid.pipeline.models import initial_model, load_trained_model
 
 log = logging.getLogger(__name__)
+SPLITS = ("query", "gallery")
+
+
+def model_info(saved: dict[str, Any]) -> dict[str, Any]:
+    """What made the model, for the results table: epochs trained, recipe, input, init."""
+    cfg = saved.get("train_config", {})
+    return {
+        "epochs": len(saved["history"]),
+        "input_size": list(saved["input_size"]),
+        "pretrained": saved.get("pretrained") is not None,
+        **{k: cfg[k] for k in ("lr", "batch_size", "num_instances", "warmup_epochs",
+                               "milestones", "gamma") if k in cfg},
+    }
+
+
+def query_gallery_loaders(
+    params: Params, manifest: pd.DataFrame, input_size: tuple[int, int], device: torch.device
+) -> dict[str, DataLoader]:
+    """Ordered loaders of the query and gallery images with the test transform."""
+    transform = build_test_transform(*input_size)
+    return {
+        split: DataLoader(
+            ImageDataset(rows["path"].tolist(), rows["pid"].tolist(), transform),
+            batch_size=params.eval.batch_size,
+            num_workers=params.train.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        for split, rows in ((s, manifest[manifest["split"] == s]) for s in SPLITS)
+    }
+
+
+def embed(
+    params: Params, model: torch.nn.Module, loaders: dict[str, DataLoader],
+    device: torch.device, desc: str,
+) -> dict[str, np.ndarray]:
+    """{"query": (Q, D), "gallery": (G, D)} float32 embeddings as `eval` configures them."""
+    return {
+        split: extract_features(model, loader, device=device, flip=params.eval.flip,
+                                normalize=params.eval.normalize, amp=params.train.amp,
+                                desc=f"{desc} {split}")
+        for split, loader in loaders.items()
+    }
 
 
 def extract(params: Params, dataset: str) -> None:
@@ -28,35 +74,20 @@ def extract(params: Params, dataset: str) -> None:
     """
     manifest = read_manifest(manifest_path(dataset))
     device = select_device(params.train.device)
-    parts = {s: manifest[manifest["split"] == s] for s in ("query", "gallery")}
     for backbone in BACKBONES:
         model, saved = load_trained_model(model_path(backbone, dataset), params)
-        height, width = saved["input_size"]
-        transform = build_test_transform(height, width)
-        loaders = {
-            split: DataLoader(
-                ImageDataset(rows["path"].tolist(), rows["pid"].tolist(), transform),
-                batch_size=params.eval.batch_size,
-                num_workers=params.train.num_workers,
-                pin_memory=device.type == "cuda",
-            )
-            for split, rows in parts.items()
-        }
-        models = {"": model}
+        loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
+        arrays = embed(params, model, loaders, device, backbone)
         if params.eval.untrained_baseline:
-            models["untrained_"] = initial_model(params, backbone, saved["num_classes"])
-        arrays: dict[str, np.ndarray] = {}
-        for prefix, net in models.items():
-            for split, loader in loaders.items():
-                arrays[f"{prefix}{split}"] = extract_features(
-                    net, loader, device=device, flip=params.eval.flip,
-                    normalize=params.eval.normalize, amp=params.train.amp,
-                    desc=f"{backbone} {prefix}{split}",
-                )
-        for split, rows in parts.items():
+            untrained = initial_model(params, backbone, saved["num_classes"])
+            base = embed(params, untrained, loaders, device, f"{backbone} untrained")
+            arrays.update({f"untrained_{split}": v for split, v in base.items()})
+        for split in SPLITS:
+            rows = manifest[manifest["split"] == split]
             arrays[f"{split}_pids"] = rows["pid"].to_numpy()
             arrays[f"{split}_camids"] = rows["camid"].to_numpy()
             arrays[f"{split}_paths"] = rows["path"].to_numpy().astype(str)
+        arrays["model_info"] = np.array(json.dumps(model_info(saved)))
         with atomic_path(features_path(backbone, dataset)) as tmp, tmp.open("wb") as fh:
             np.savez(fh, **arrays)
         log.info("%s/%s: query %s, gallery %s", dataset, backbone,

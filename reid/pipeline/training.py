@@ -218,6 +218,8 @@ def _train_on_rank(
                     "feature_dim": model.feature_dim,
                     "effnet_variant": params.models[backbone].variant,
                     "input_size": [inp.height, inp.width],
+                    "pretrained": params.models[backbone].pretrained,
+                    "train_config": asdict(cfg),
                     "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "history": history,
                 },

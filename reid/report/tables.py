@@ -37,7 +37,7 @@ def model_label(backbone: str, pretrained: bool, suffix: str = "") -> str:
 
 
 def results_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows of {"model", "image_size", mAP, rank1, ..., optional "ci95"} -> the table's columns.
+    """Rows of {"model", "image_size", ["epochs"], mAP, rank1, ..., ["ci95"]} -> the table.
 
     A row's `ci95` ({"mAP": [lo, hi], "rank1": [lo, hi]}) becomes a "95% CI" column beside each
     of the two metrics; rows without one (the untrained baselines) leave it empty.
@@ -45,6 +45,8 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     records = []
     for row in rows:
         record = {"Model": row["model"], "Image size": row["image_size"]}
+        if "epochs" in row:
+            record["Epochs"] = row["epochs"]
         for key, column in METRIC_COLUMNS.items():
             record[column] = row[key]
             if key in CI_METRICS:
