@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from reid.commands import compare
+from reid.commands import compare, embed, info
 from reid.errors import InputError
 
-COMMANDS = {"compare": compare}
+COMMANDS = {"compare": compare, "embed": embed, "info": info}
 
 
 def build_parser() -> argparse.ArgumentParser:
