@@ -1,6 +1,6 @@
 """Trained models outside the pipeline: `load_model(path)` and `model.embed(images)`.
 
-    from reid import load_model
+    from reid.api import load_model
     model = load_model("models/resnet50/market1501.pt")
     features = model.embed(["a.jpg", "b.jpg"])      # (2, D) float32, rows of unit length
 

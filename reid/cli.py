@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from reid.errors import InputError
+from reid.errors import InputError, one_line
 from reid.params import BACKBONES, Params, load_params
 
 
@@ -45,7 +45,7 @@ def stage_main(
     except (InputError, FileNotFoundError) as err:
         # Expected: bad input or a missing upstream output. One line; everything else (a bug,
         # CUDA out of memory) propagates with its traceback.
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted (outputs written so far are complete; a train stage resumes from "

@@ -61,14 +61,16 @@ def test_counts_draw_as_many_identities_as_there_are():
     np.testing.assert_array_equal(index, [1, 1, 0, 2, 2, 2])
     with pytest.raises(ValueError, match="resamples"):
         identity_counts(np.array([1]), resamples=0, seed=0)
-    with pytest.raises(ValueError, match="no queries"):
+    with pytest.raises(ValueError, match="0 query identities"):
         identity_counts(np.array([], dtype=int), resamples=10, seed=0)
+    with pytest.raises(ValueError, match="at least 2"):
+        identity_counts(np.array([4, 4, 4]), resamples=10, seed=0)
 
 
 def test_paired_difference_of_equal_results_is_zero_and_not_significant():
     a = np.random.default_rng(0).random(120) * 100
     out = paired_difference(a, a.copy(), np.repeat(np.arange(40), 3))
-    assert out == {"delta": 0.0, "interval": [0.0, 0.0], "p_value": 1.0}
+    assert out == {"delta": 0.0, "interval": [0.0, 0.0], "p_value": 1.0, "significant": False}
 
 
 def test_paired_difference_sees_a_small_consistent_gain():
@@ -80,7 +82,7 @@ def test_paired_difference_sees_a_small_consistent_gain():
     out = paired_difference(a, a + 1.0, groups, resamples=1000)
     assert out["delta"] == 1.0
     assert out["interval"] == [1.0, 1.0]
-    assert out["p_value"] == pytest.approx(1e-3)
+    assert out["p_value"] == pytest.approx(1e-3) and out["significant"]
     unpaired = bootstrap_intervals({"a": a, "b": a + 1.0}, groups)
     assert unpaired["a"][1] > unpaired["b"][0]  # the two separate intervals overlap
 
@@ -91,6 +93,6 @@ def test_paired_difference_of_noise_is_not_significant():
     b = a + rng.normal(0, 5, 400)
     out = paired_difference(a, b, np.repeat(np.arange(100), 4), seed=0)
     lo, hi = out["interval"]
-    assert lo < 0 < hi or out["p_value"] >= 0.05
+    assert lo < 0 < hi and out["p_value"] >= 0.05 and not out["significant"]
     with pytest.raises(ValueError, match="same queries"):
         paired_difference(a, b[:-1], np.arange(400))

@@ -66,3 +66,23 @@ def test_outputs_are_checked_before_the_work(tmp_path):
     (tmp_path / "curves.csv").mkdir()
     with pytest.raises(InputError, match="is a folder"):
         check_writable(tmp_path / "curves.csv")
+
+
+def test_bad_image_in_a_loader_worker_is_one_line(monkeypatch, capsys, tmp_path):
+    """torch re-raises a worker's InputError with the worker's traceback in its message."""
+    from torch.utils.data import DataLoader
+
+    from reid.data.dataset import ImageDataset
+
+    (tmp_path / "0001_c1_01.jpg").write_text("truncated")
+    loader = DataLoader(ImageDataset([tmp_path / "0001_c1_01.jpg"], [0], lambda x: x),
+                        num_workers=1)
+
+    def body(params, args):
+        next(iter(loader))
+
+    with pytest.raises(SystemExit):
+        run_stage(monkeypatch, body)
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / '0001_c1_01.jpg'}: cannot read image")
+    assert err.count("\n") == 1 and "Traceback" not in err

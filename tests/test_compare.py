@@ -33,9 +33,11 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def commit(repo: Path, table: pd.DataFrame, message: str) -> str:
+def commit(repo: Path, table: pd.DataFrame, message: str, gallery: int = 100) -> str:
     (repo / FILE).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(repo / FILE, index=False)
+    record = {"num_gallery": gallery, "gallery_sha256": str(gallery), "protocol": "Market"}
+    (repo / FILE).with_name("gallery.json").write_text(json.dumps(record))
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", message)
     return git(repo, "rev-parse", "HEAD")
@@ -90,6 +92,13 @@ def test_different_query_sets_are_refused(repo):
         compare(base, fewer, repo, resamples=100, seed=0)
 
 
+def test_another_gallery_is_refused(repo):
+    base = commit(repo, per_query(0), "base")
+    more = commit(repo, per_query(0, gain=0.05), "distractors added", gallery=150)
+    with pytest.raises(ValueError, match="different galleries .100 vs 150 images"):
+        compare(base, more, repo, resamples=100, seed=0)
+
+
 def test_command_prints_verdicts_and_one_line_errors(repo, monkeypatch, capsys):
     base = commit(repo, per_query(0), "base")
     commit(repo, per_query(0, gain=0.05), "better")
@@ -97,6 +106,7 @@ def test_command_prints_verdicts_and_one_line_errors(repo, monkeypatch, capsys):
     assert main(["compare", base, "HEAD", "--resamples", "500"]) == 0
     out = capsys.readouterr().out
     assert "higher in B (significant)" in out and "market1501" in out
+    assert "<2e-03" in out and "by chance alone" in out
     assert main(["compare", base, "HEAD", "--json", "--resamples", "500"]) == 0
     assert "plain" in json.loads(capsys.readouterr().out)["market1501"]["resnet50"]
     assert main(["compare", "no-such-rev", "HEAD"]) == 1

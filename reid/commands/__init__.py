@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from reid.commands import compare, embed, info
-from reid.errors import InputError
+from reid.errors import InputError, one_line
 
 COMMANDS = {"compare": compare, "embed": embed, "info": info}
 
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except (InputError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,41 @@ def per_query_files(revision: Revision, root: Path) -> dict[tuple[str, str, str]
     return found
 
 
-def read_table(revision: Revision, path: str, root: Path) -> pd.DataFrame:
+COLUMNS = ("path", "pid", "ap", "first_match_rank")
+
+
+def read_text(revision: Revision, path: str, root: Path) -> str | None:
+    """A file's text at the revision, or None where it does not exist."""
     if revision.ref is None:
-        return pd.read_csv(root / path)
+        return (root / path).read_text() if (root / path).is_file() else None
     shown = _git(root, "show", f"{revision.ref}:{path}")
-    if shown.returncode:
-        raise InputError(f"{revision.name}:{path}: cannot be read ({shown.stderr.strip()})")
-    return pd.read_csv(io.StringIO(shown.stdout))
+    return None if shown.returncode else shown.stdout
+
+
+def read_table(revision: Revision, path: str, root: Path) -> pd.DataFrame:
+    text = read_text(revision, path, root)
+    if text is None:
+        raise InputError(f"{revision.name}:{path}: cannot be read")
+    table = pd.read_csv(io.StringIO(text))
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{revision.name}:{path}: not a per-query file (no {', '.join(missing)})")
+    return table
+
+
+def check_same_gallery(a: Revision, b: Revision, folder: str, root: Path, where: str) -> None:
+    """Refuse results scored against different galleries (the bootstrap holds it fixed)."""
+    texts = [read_text(r, f"{folder}/gallery.json", root) for r in (a, b)]
+    if None in texts:
+        print(f"warning: {where}: no gallery record in "
+              f"{' and '.join(r.name for r, t in zip((a, b), texts, strict=True) if t is None)}"
+              "; cannot check both used the same gallery", file=sys.stderr)
+        return
+    ga, gb = (json.loads(t) for t in texts)
+    if ga != gb:
+        raise InputError(f"{where}: the two revisions scored against different galleries "
+                         f"({ga['num_gallery']} vs {gb['num_gallery']} images; {ga['protocol']!r} "
+                         f"vs {gb['protocol']!r}); a paired comparison needs the same gallery")
 
 
 def compare_tables(
@@ -110,10 +139,9 @@ def compare_tables(
 
 
 def verdict(change: dict[str, Any]) -> str:
-    lo, hi = change["interval"]
-    if lo <= 0 <= hi:
+    if not change["significant"]:
         return "no significant difference"
-    return "higher in B (significant)" if lo > 0 else "lower in B (significant)"
+    return "higher in B (significant)" if change["delta"] > 0 else "lower in B (significant)"
 
 
 def compare(rev_a: str, rev_b: str, root: Path, *, resamples: int, seed: int) -> dict:
@@ -130,6 +158,7 @@ def compare(rev_a: str, rev_b: str, root: Path, *, resamples: int, seed: int) ->
     out: dict[str, Any] = {}
     for ds, folder, backbone in common:
         where = f"{ds}/{backbone} ({STAGES[folder]})"
+        check_same_gallery(a, b, f"metrics/{ds}/{folder}", root, where)
         change = compare_tables(
             read_table(a, files_a[ds, folder, backbone], root),
             read_table(b, files_b[ds, folder, backbone], root),
@@ -139,7 +168,7 @@ def compare(rev_a: str, rev_b: str, root: Path, *, resamples: int, seed: int) ->
     return out
 
 
-def format_report(result: dict, name_a: str, name_b: str) -> str:
+def format_report(result: dict, name_a: str, name_b: str, resamples: int) -> str:
     lines = [f"A = {name_a}, B = {name_b}; change B - A with its paired 95% bootstrap interval "
              "(query identities resampled) and p-value"]
     header = f"{'dataset':<12} {'backbone':<16} {'stage':<10} {'metric':<6} " \
@@ -150,12 +179,25 @@ def format_report(result: dict, name_a: str, name_b: str) -> str:
             for stage, metrics in stages.items():
                 for metric, c in metrics.items():
                     interval = f"[{c['interval'][0]:+.2f}, {c['interval'][1]:+.2f}]"
+                    p = (f"<{1 / resamples:.0e}" if c["p_value"] <= 1 / resamples
+                         else f"{c['p_value']:.3f}")
                     lines.append(
                         f"{ds:<12} {backbone:<16} {stage:<10} {metric:<6} {c['a']:>7.2f} "
                         f"{c['b']:>7.2f} {c['delta']:>+7.2f} {interval:>17} "
-                        f"{c['p_value']:>7.3f}  {verdict(c)}"
+                        f"{p:>7}  {verdict(c)}"
                     )
+    count = len(lines) - 3
+    lines += ["", f"Test-set noise only: each line holds two fixed models; training runs vary "
+              f"too (see benchmarks/README.md). With {count} comparisons at 95%, about "
+              f"{count / 20:.1f} would be flagged by chance alone."]
     return "\n".join(lines)
+
+
+def _at_least_100(text: str) -> int:
+    value = int(text)
+    if value < 100:
+        raise argparse.ArgumentTypeError(f"at least 100 resamples, got {value}")
+    return value
 
 
 def add_parser(subparsers: Any, name: str) -> None:
@@ -167,7 +209,7 @@ def add_parser(subparsers: Any, name: str) -> None:
                         help="git revision or DVC experiment name (default: HEAD)")
     parser.add_argument("rev_b", nargs="?", default=WORKSPACE,
                         help=f"another one, or '{WORKSPACE}' for the working tree (default)")
-    parser.add_argument("--resamples", type=int, default=10000,
+    parser.add_argument("--resamples", type=_at_least_100, default=10000,
                         help="bootstrap resamples (default: 10000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -182,5 +224,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_report(result, args.rev_a, args.rev_b))
+        print(format_report(result, args.rev_a, args.rev_b, args.resamples))
     return 0

@@ -40,8 +40,9 @@ def identity_counts(groups: np.ndarray, resamples: int, seed: int) -> tuple[np.n
         raise ValueError(f"bootstrap: resamples must be >= 1, got {resamples}")
     _, index = np.unique(np.asarray(groups), return_inverse=True)
     num_groups = int(index.max()) + 1 if len(index) else 0
-    if num_groups == 0:
-        raise ValueError("bootstrap: no queries to resample")
+    if num_groups < 2:
+        raise ValueError(f"bootstrap: {num_groups} query identities; an interval needs at "
+                         "least 2 (resampling one person says nothing about others)")
     draws = np.random.default_rng(seed).integers(0, num_groups, (resamples, num_groups))
     draws += np.arange(resamples)[:, None] * num_groups  # one bincount for all rows
     counts = np.bincount(draws.ravel(), minlength=resamples * num_groups)
@@ -90,6 +91,8 @@ def paired_difference(
 ) -> dict[str, float | list[float]]:
     """Mean of `b - a` over the same queries, its paired bootstrap interval and a p-value.
 
+    `significant` is whether the (unrounded) interval excludes 0.
+
     Both are resampled with the same identity draws, so what they share (hard and easy
     queries) cancels. The two-sided p-value is the bootstrap one: twice the smaller share of
     resampled differences on either side of 0, i.e. the level at which the percentile interval
@@ -103,4 +106,7 @@ def paired_difference(
     delta = float(np.mean(b - a))
     share = min(np.mean(diffs <= 0), np.mean(diffs >= 0))
     p_value = float(min(1.0, max(2 * share, 1.0 / resamples)))
-    return {"delta": round(delta, 2), "interval": _interval(diffs, level), "p_value": p_value}
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(diffs, [tail, 100 - tail])
+    return {"delta": round(delta, 2), "interval": _interval(diffs, level), "p_value": p_value,
+            "significant": bool(lo > 0 or hi < 0)}

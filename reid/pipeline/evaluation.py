@@ -6,6 +6,7 @@ the models or the training stack.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -56,11 +57,9 @@ def per_query_table(result: dict[str, Any], f: dict[str, np.ndarray]) -> pd.Data
     AP and the 1-based rank of its first true match (what intervals and comparisons resample)."""
     pq = result["per_query"]
     q = pq["query"]
-    paths = f["query_paths"]
-    root = os.path.commonpath(list(paths)) if len(paths) > 1 else os.path.dirname(paths[0])
     return pd.DataFrame({
         "query": q,
-        "path": [os.path.relpath(p, root) for p in paths[q]],
+        "path": np.asarray(_relative_paths(f["query_paths"]))[q],
         "pid": f["query_pids"][q],
         "camid": f["query_camids"][q],
         "ap": pq["ap"],
@@ -79,11 +78,29 @@ def _scores_with_intervals(result: dict[str, Any], table: pd.DataFrame, ev: Eval
     }
 
 
-def _write_per_query(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+def _relative_paths(paths: np.ndarray) -> list[str]:
+    """Paths relative to their common folder (the query or gallery folder of the dataset)."""
+    root = os.path.commonpath(list(paths)) if len(paths) > 1 else os.path.dirname(paths[0])
+    return [os.path.relpath(p, root) for p in paths]
+
+
+def gallery_record(f: dict[str, np.ndarray], protocol: dict[str, Any]) -> dict[str, Any]:
+    """What the per-query results were scored against: paired comparisons need the same."""
+    rows = zip(_relative_paths(f["gallery_paths"]), f["gallery_pids"], f["gallery_camids"],
+               strict=True)
+    digest = hashlib.sha256("\n".join(f"{p},{i},{c}" for p, i, c in rows).encode())
+    return {"num_gallery": protocol["num_gallery"], "gallery_sha256": digest.hexdigest(),
+            "protocol": protocol["summary"]["protocol"]}
+
+
+def _write_per_query(tables: dict[str, pd.DataFrame], gallery: dict[str, Any],
+                     folder: Path) -> None:
+    """One CSV per backbone, and `gallery.json`: the gallery they were all scored against."""
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         for backbone, table in tables.items():
             table.to_csv(tmp / f"{backbone}.csv", index=False)
+        (tmp / "gallery.json").write_text(json.dumps(gallery, indent=2) + "\n")
 
 
 def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]) -> dict:
@@ -139,7 +156,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
         "num_valid_queries": protocol["num_valid_queries"],
         "num_gallery": protocol["num_gallery"],
     }
-    _write_per_query(tables, per_query_dir(dataset, "evaluate"))
+    _write_per_query(tables, gallery_record(f, protocol), per_query_dir(dataset, "evaluate"))
     write_json(metrics_path(dataset, "untrained"), untrained)
     write_json(metrics_path(dataset, "evaluate"), output)
     plots = cmc_plot_dir(dataset)
@@ -204,7 +221,7 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
                 "reranked": reranked,
             }
     output = {"headline": _headline(params.backbone, metrics), **metrics}
-    _write_per_query(tables, per_query_dir(dataset, "rerank"))
+    _write_per_query(tables, gallery_record(f, protocol), per_query_dir(dataset, "rerank"))
     write_json(metrics_path(dataset, "rerank"), output)
     out = results_dir(dataset)
     write_results(_results_rows(infos, plain, metrics, untrained),
