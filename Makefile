@@ -31,4 +31,5 @@ bench: setup
 	$(BIN)/python benchmarks/bench_evaluation.py --size market
 
 mlflow-ui: setup
+	@echo "runs table: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 --workers 1

@@ -136,6 +136,7 @@ class ReportParams:
 class TrackingParams:
     enabled: bool
     experiment: str
+    log_models: bool
 
 
 @dataclass(frozen=True)

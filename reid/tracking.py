@@ -1,9 +1,16 @@
 """MLflow tracking: the only module that talks to MLflow.
 
-The tracking URI is `MLFLOW_TRACKING_URI` when set, else `sqlite:///<DVC_ROOT>/mlflow.db`, so
-runs started by `dvc exp run --temp/--queue` (which execute in a temporary copy) still land in
-the real repository's store. With tracking disabled (e.g. on a machine without mlflow) every
-call is a no-op.
+One MLflow run per trained model (backbone x dataset): the train stage opens it (params, loss
+curves, the model file's digest as the tag `model_sha256`); evaluate and rerank find it by that
+digest and add the test metrics under the same keys for every model (`test.mAP`,
+`test.rerank.mAP`, ...), so the runs table sorts models by mAP across experiments. When the
+current params differ from the run's (an experiment that changed only eval params), they start
+a new run for the same model instead, so a run's params always describe its metrics.
+
+The tracking URI is `MLFLOW_TRACKING_URI` when set (e.g. a lab's `mlflow server`), else
+`sqlite:///<DVC_ROOT>/mlflow.db`, so runs started by `dvc exp run --temp/--queue` (which execute
+in a temporary copy) still land in the real repository's store. With tracking disabled (e.g. on
+a machine without mlflow) every call is a no-op.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import Any
 from reid.params import as_flat_dict
 
 log = logging.getLogger(__name__)
+# MLflow 3 opens an experiment without this tag in its GenAI view (traces), not on the runs.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def tracking_uri() -> str:
@@ -27,14 +36,30 @@ def tracking_uri() -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                             timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip()
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+def git_state() -> dict[str, Any]:
+    """The code a model was trained with: the commit and whether tracked files had changes."""
+    commit = git_commit()
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def model_run_name(backbone: str, dataset: str) -> str:
+    """`resnet50-market1501`, with the DVC experiment's name when one is running."""
+    exp = os.environ.get("DVC_EXP_NAME", "")
+    return f"{backbone}-{dataset}" + (f" @ {exp}" if exp else "")
 
 
 def run_tags(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -53,7 +78,9 @@ class Tracker:
     """One MLflow run (or nothing, when disabled). Use as a context manager.
 
     `params` (the run's `Params`) is flattened into MLflow params only when the run starts, so
-    a disabled tracker reads none of it; `run_params` adds keys such as `run.dataset`.
+    a disabled tracker reads none of it; `run_params` adds keys such as `run.dataset`. With
+    `find` (tags), the newest run carrying those tags whose params equal these is continued;
+    without a match, or without `find`, a new run starts (or `run_id`'s, when given).
     """
 
     def __init__(
@@ -66,6 +93,7 @@ class Tracker:
         run_params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         run_id: str | None = None,
+        find: dict[str, str] | None = None,
     ) -> None:
         self.enabled = enabled
         self.experiment = experiment
@@ -74,6 +102,7 @@ class Tracker:
         self.run_params = run_params or {}
         self.tags = tags or {}
         self.run_id = run_id
+        self.find = find
         self._mlflow: Any = None
 
     def __enter__(self) -> Tracker:
@@ -84,17 +113,22 @@ class Tracker:
 
         self._mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(self.experiment)
-        run = mlflow.start_run(run_id=self.run_id, run_name=None if self.run_id else self.run_name)
+        experiment_id = _experiment_id(mlflow, self.experiment)
+        flat = {k: str(v) for k, v in {
+            **(as_flat_dict(self.params) if self.params is not None else {}),
+            **self.run_params}.items()}
+        found = None
+        if self.find and not self.run_id:
+            found = _matching_run(mlflow, experiment_id, self.find, flat)
+        run = mlflow.start_run(run_id=found or self.run_id, experiment_id=experiment_id,
+                               run_name=None if found or self.run_id else self.run_name)
         self.run_id = run.info.run_id
-        flat = {**(as_flat_dict(self.params) if self.params is not None else {}),
-                **self.run_params}
-        if flat:
-            existing = run.data.params
-            fresh = {k: str(v) for k, v in flat.items() if k not in existing}
-            if fresh:
-                mlflow.log_params(fresh)
-        mlflow.set_tags(run_tags(self.tags))
+        fresh = {k: v for k, v in flat.items() if k not in run.data.params}
+        if fresh:
+            mlflow.log_params(fresh)
+        # a found run keeps the tags of the stage that started it (its commit, its stage)
+        tags = {**(self.find or {}), **self.tags}
+        mlflow.set_tags(tags if found else run_tags(tags))
         log.info("MLflow run %s (%s) at %s", self.run_id, self.run_name, tracking_uri())
         return self
 
@@ -106,6 +140,59 @@ class Tracker:
         if self._mlflow is not None:
             self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self._mlflow is not None:
+            self._mlflow.set_tags(tags)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self._mlflow is not None and Path(path).exists():
             self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_model(self, model: Any, name: str = "model") -> None:
+        """The network as an MLflow PyTorch model (`mlflow.pytorch.load_model` reads it back).
+
+        Pickled, so loading gives back the module itself (MLflow's default `pt2` is a traced
+        graph that needs an example input), with the `reid` package alongside (`code_paths`):
+        loading needs no checkout.
+        """
+        if self._mlflow is None:
+            return
+        import mlflow.pytorch
+
+        mlflow.pytorch.log_model(
+            model, name=name, code_paths=[str(Path(__file__).resolve().parent)],
+            pip_requirements=_model_requirements(), serialization_format="pickle",
+        )
+
+
+def _experiment_id(mlflow: Any, name: str) -> str:
+    """The experiment's id, created (or tagged, if older) so the UI opens on its runs."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return mlflow.create_experiment(name, tags=EXPERIMENT_TAGS)
+        except mlflow.exceptions.MlflowException:  # another stage created it meanwhile
+            experiment = mlflow.get_experiment_by_name(name)
+    for key, value in EXPERIMENT_TAGS.items():
+        if experiment.tags.get(key) != value:
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def _matching_run(mlflow: Any, experiment_id: str, tags: dict[str, str],
+                  flat: dict[str, str]) -> str | None:
+    """The newest run with `tags` whose params are exactly `flat`, or None."""
+    query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+    runs = mlflow.search_runs([experiment_id], filter_string=query, output_format="list",
+                              order_by=["attributes.start_time DESC"])
+    for run in runs:
+        if run.data.params == flat:
+            return run.info.run_id
+    return None
+
+
+def _model_requirements() -> list[str]:
+    """Pinned torch and timm of this environment (no inference: it imports every module)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "torchvision", "timm")]

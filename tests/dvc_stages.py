@@ -74,12 +74,20 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
+def _is_lazy_attribute(node: ast.AST, tree: ast.Module) -> bool:
+    """A module-level `def __getattr__` (PEP 562): it runs only when code outside asks for a
+    missing attribute (`reid.load_model`), which no stage does."""
+    return isinstance(node, ast.FunctionDef) and node.name == "__getattr__" and node in tree.body
+
+
 def _imported_modules(path: Path, package: str) -> set[str]:
-    """Names of the modules `path` imports when it runs (`if TYPE_CHECKING:` blocks skipped)."""
+    """Names of the modules `path` imports when it runs (`if TYPE_CHECKING:` blocks and a
+    module's lazy `__getattr__` skipped)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     skipped = {
         id(n) for block in ast.walk(tree)
-        if isinstance(block, ast.If) and _is_type_checking(block)
+        if (isinstance(block, ast.If) and _is_type_checking(block))
+        or _is_lazy_attribute(block, tree)
         for stmt in block.body for n in ast.walk(stmt)
     }
     names: set[str] = set()

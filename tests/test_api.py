@@ -99,3 +99,18 @@ def test_embed_and_info_commands(model_file, images, tmp_path, capsys):
     assert "resnet50" in info and "64, 32" in info and "from scratch" in info
     assert main(["embed", str(model_file), str(tmp_path / "nothing"), "-o", str(out)]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_load_model_is_exported_lazily_by_the_package():
+    """`from reid import load_model` works, yet `import reid` alone (every stage) loads no API."""
+    import subprocess
+    import sys
+
+    from tests.dvc_stages import REPO
+
+    code = ("import sys, reid; assert 'reid.api' not in sys.modules; "
+            "from reid import load_model; import reid.api; "
+            "assert load_model is reid.api.load_model; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "ok"

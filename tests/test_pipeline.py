@@ -1,6 +1,8 @@
 """End to end: a tiny `dvc repro` in a temporary copy of the repository.
 
-Checks that every stage of dvc.yaml ran and wrote its outputs, that MLflow received the runs,
+Checks that every stage of dvc.yaml ran and wrote its outputs, that MLflow holds one run per
+model with its test metrics (also on a live `mlflow server`), that a DVC remote shares the
+results with a fresh clone,
 and that `dvc exp run -S backbone=effnetv2` re-runs only the stages that read `backbone` and
 shows up in `dvc metrics diff`.
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -153,16 +154,114 @@ def test_training_is_reproducible(repro, env):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_mlflow_received_runs(repro):
-    db = sqlite3.connect(repro / "test-mlflow.db")
-    names = {row[0] for row in db.execute("select name from runs")}
-    keys = {row[0] for row in db.execute("select distinct key from metrics")}
-    db.close()
+def model_runs(client, experiment: str = "reid-pipeline") -> dict[str, list]:
+    """The runs of each model file's digest."""
+    exp = client.get_experiment_by_name(experiment)
+    runs: dict[str, list] = {}
+    for r in client.search_runs([exp.experiment_id], max_results=1000):
+        runs.setdefault(r.data.tags.get("model_sha256", ""), []).append(r)
+    return runs
+
+
+def assert_model_runs_hold_test_metrics(client, repo: Path, *, trained: bool) -> None:
+    """One run per model file with its final test metrics, the same keys for every model."""
+    from reid.io import file_digest
+
+    runs = model_runs(client)
+    key_sets = set()
     for ds in DATASETS:
+        evaluated = json.loads((repo / "metrics" / ds / "evaluate.json").read_text())
+        reranked = json.loads((repo / "metrics" / ds / "rerank.json").read_text())
         for backbone in BACKBONES:
-            assert f"train-{backbone}-{ds}" in names
-        assert f"evaluate-{ds}" in names and f"rerank-{ds}" in names
+            digest = file_digest(repo / "models" / backbone / f"{ds}.pt", "sha256")
+            [run] = [r for r in runs[digest] if "test.mAP" in r.data.metrics]
+            metrics = run.data.metrics
+            assert run.info.run_name == f"{backbone}-{ds}"
+            assert metrics["test.mAP"] == evaluated[backbone]["mAP"]
+            assert metrics["test.rerank.mAP"] == reranked[backbone]["mAP"]
+            assert metrics["test.mAP_ci95_low"] == evaluated[backbone]["ci95"]["mAP"][0]
+            assert ("loss" in metrics) == trained  # the training's own run, when it is here
+            key_sets.add(frozenset(k for k in metrics if k.startswith("test.")))
+    assert len(key_sets) == 1 and {"test.rank1", "test.mINP", "test.rerank.rank1"} <= set(
+        next(iter(key_sets)))
+
+
+def test_mlflow_holds_one_run_per_model(repro):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repro / 'test-mlflow.db'}")
+    assert_model_runs_hold_test_metrics(client, repro, trained=True)
+    exp = client.get_experiment_by_name("reid-pipeline")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    names = {r.info.run_name for r in runs}
+    assert names == {f"{b}-{ds}" for b in BACKBONES for ds in DATASETS}  # no per-stage runs
+    keys = set().union(*(r.data.metrics for r in runs))
     assert {"loss", "triplet", "center", "accuracy", "lr", "images_per_s"} <= keys
+    commits = {r.data.tags["git_commit"] for r in runs}
+    head = run(["git", "rev-parse", "HEAD"], repro, dict(os.environ)).strip()
+    assert commits == {head}
+
+
+def test_stage_runs_land_on_a_live_mlflow_server(repro, env, tmp_path):
+    """A lab's shared server: `MLFLOW_TRACKING_URI=http://...` sends the stage's runs there."""
+    import socket
+    import time
+    import urllib.request
+
+    from mlflow import MlflowClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        saved = {p: p.read_bytes() for p in (repro / "metrics").rglob("*") if p.is_file()}
+        for stage in ("evaluate", "rerank"):
+            for ds in DATASETS:
+                run([sys.executable, f"stages/{stage}.py", "--dataset", ds], repro,
+                    {**env, "MLFLOW_TRACKING_URI": uri})
+        assert {p: p.read_bytes() for p in saved} == saved  # the same scores, rewritten
+        # the server had no training runs: the stages started one run per model for them
+        assert_model_runs_hold_test_metrics(MlflowClient(uri), repro, trained=False)
+        assert list((tmp_path / "artifacts").rglob("results.md"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_info_names_the_commit_and_the_test_metrics_of_the_file(repro, env):
+    model = repro / "models/resnet50/market1501.pt"
+    info = json.loads(run([sys.executable, "-m", "reid", "info", str(model), "--json"],
+                          repro, env))
+    evaluated = json.loads((repro / "metrics/market1501/evaluate.json").read_text())
+    reranked = json.loads((repro / "metrics/market1501/rerank.json").read_text())
+    assert info["test_metrics"] == {"test": evaluated["resnet50"],
+                                    "test_rerank": reranked["resnet50"]}
+    assert info["git_commit"] == run(["git", "rev-parse", "HEAD"], repro, env).strip()
+    import torch
+
+    other = repro / "models/resnet50/other.pt"  # another file beside it: no metrics claimed
+    saved = torch.load(model, weights_only=False)
+    torch.save({**saved, "history": saved["history"][:-1] + [{"epoch": 0, "loss": 9.0}]}, other)
+    try:
+        info = json.loads(run([sys.executable, "-m", "reid", "info", str(other), "--json"],
+                              repro, env))
+    finally:
+        other.unlink()
+    assert info["test_metrics"] is None
 
 
 def test_exp_run_backbone_reruns_only_what_reads_it(repro, env):
@@ -176,6 +275,16 @@ def test_exp_run_backbone_reruns_only_what_reads_it(repro, env):
         assert_metrics_match_per_query(repro, ds, "effnetv2")
     changed = diff["metrics/market1501/evaluate.json"]
     assert changed["headline.backbone"] == {"old": "resnet50", "new": "effnetv2"}
+    # other params than the trainings': a run per model of the experiment, named after it
+    from mlflow import MlflowClient
+
+    runs = [r for rs in model_runs(MlflowClient(env["MLFLOW_TRACKING_URI"])).values()
+            for r in rs if r.data.tags.get("dvc_exp_name")]
+    assert len(runs) == len(BACKBONES) * len(DATASETS)
+    for r in runs:
+        tags = r.data.tags
+        assert r.info.run_name == f"{tags['backbone']}-{tags['dataset']} @ {tags['dvc_exp_name']}"
+        assert r.data.params["backbone"] == "effnetv2" and "test.rerank.mAP" in r.data.metrics
 
 
 def test_exp_run_trains_with_two_processes(repro, env):
@@ -194,3 +303,17 @@ def test_exp_run_trains_with_two_processes(repro, env):
     for ds in DATASETS:
         assert_metrics_match_per_query(repro, ds, headline)
     assert json.loads(run(["dvc", "status", "--json"], repro, env)) == {}
+
+
+def test_a_dvc_remote_shares_data_and_models(repro, env, tmp_path):
+    """`dvc push` to a lab's remote, `dvc pull` in a fresh clone: up to date, nothing to train."""
+    run(["dvc", "remote", "add", "-d", "lab", str(tmp_path / "remote")], repro, env)
+    run(["git", "add", "-A"], repro, env)
+    run(["git", "commit", "-qm", "share"], repro, env)
+    run(["dvc", "push"], repro, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repro), str(clone)], tmp_path, env)
+    run(["dvc", "pull"], clone, env)
+    assert json.loads(run(["dvc", "status", "--json"], clone, env)) == {}
+    model = "models/resnet50/market1501.pt"
+    assert (clone / model).read_bytes() == (repro / model).read_bytes()

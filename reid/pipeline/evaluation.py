@@ -32,7 +32,7 @@ from reid.paths import (
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_ranked_list, ranked_gallery
 from reid.report.tables import model_label, results_table, scores, write_results
-from reid.tracking import Tracker
+from reid.tracking import Tracker, model_run_name
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,16 @@ def gallery_record(f: dict[str, np.ndarray], protocol: dict[str, Any]) -> dict[s
 
 
 def _write_per_query(tables: dict[str, pd.DataFrame], gallery: dict[str, Any],
-                     folder: Path) -> None:
-    """One CSV per backbone, and `gallery.json`: the gallery they were all scored against."""
+                     infos: dict[str, dict[str, Any]], folder: Path) -> None:
+    """One CSV per backbone; `gallery.json`, the gallery they were all scored against; and
+    `models.json`, the digest of each model file scored (`reid info` matches a file by it)."""
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         for backbone, table in tables.items():
             table.to_csv(tmp / f"{backbone}.csv", index=False)
         (tmp / "gallery.json").write_text(json.dumps(gallery, indent=2) + "\n")
+        models = {b: info["model_sha256"] for b, info in infos.items()}
+        (tmp / "models.json").write_text(json.dumps(models, indent=2) + "\n")
 
 
 def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]) -> dict:
@@ -114,15 +117,32 @@ def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]
     }
 
 
-def _tracked(params: Params, stage: str, dataset: str) -> Tracker:
-    return Tracker(
-        params.tracking.enabled,
-        params.tracking.experiment,
-        f"{stage}-{dataset}",
-        params=params,
-        run_params={"run.dataset": dataset},
-        tags={"stage": stage, "dataset": dataset},
-    )
+def log_test_metrics(
+    params: Params, dataset: str, infos: dict[str, dict[str, Any]],
+    metrics: dict[str, dict[str, Any]], prefix: str,
+    artifacts: dict[str, list[tuple[Path, str | None]]],
+) -> None:
+    """Each model's test metrics into its MLflow run, under the same keys for every model.
+
+    The run is the train stage's (found by the model file's digest) when its params are the
+    current ones; otherwise a new run of that model (see `reid.tracking`).
+    """
+    for backbone in BACKBONES:
+        m = metrics[backbone]
+        values = {f"{prefix}.{k}": v for k, v in m.items() if k != "ci95"}
+        for key, (lo, hi) in m["ci95"].items():
+            values.update({f"{prefix}.{key}_ci95_low": lo, f"{prefix}.{key}_ci95_high": hi})
+        tracker = Tracker(
+            params.tracking.enabled, params.tracking.experiment,
+            model_run_name(backbone, dataset), params=params,
+            run_params={"run.backbone": backbone, "run.dataset": dataset},
+            tags={"backbone": backbone, "dataset": dataset},
+            find={"model_sha256": infos[backbone]["model_sha256"]},
+        )
+        with tracker:
+            tracker.log_metrics(values)
+            for path, folder in artifacts.get(backbone, []):
+                tracker.log_artifact(path, folder)
 
 
 def evaluate(params: Params, dataset: str) -> dict[str, Any]:
@@ -137,8 +157,10 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     tables: dict[str, pd.DataFrame] = {}
     untrained: dict[str, Any] = {}
     protocol: dict[str, Any] = {}
+    infos: dict[str, dict[str, Any]] = {}
     for backbone in BACKBONES:
         f = _load_features(backbone, dataset)
+        infos[backbone] = json.loads(str(f["model_info"]))
         result = _rank(pairwise_distance(f["query"], f["gallery"], ev.metric), f, ev.max_rank)
         tables[backbone] = per_query_table(result, f)
         metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
@@ -156,7 +178,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
         "num_valid_queries": protocol["num_valid_queries"],
         "num_gallery": protocol["num_gallery"],
     }
-    _write_per_query(tables, gallery_record(f, protocol), per_query_dir(dataset, "evaluate"))
+    _write_per_query(tables, gallery_record(f, protocol), infos, per_query_dir(dataset, "evaluate"))
     write_json(metrics_path(dataset, "untrained"), untrained)
     write_json(metrics_path(dataset, "evaluate"), output)
     plots = cmc_plot_dir(dataset)
@@ -164,13 +186,9 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     with atomic_path(plots / "cmc.csv") as tmp:
         cmc_table.to_csv(tmp, index=False)
     plot_cmc(cmc_curves, plots / "cmc.png", title=f"CMC on {dataset}")
-    with _tracked(params, "evaluate", dataset) as tracker:
-        tracker.log_metrics(
-            {f"{b}.{k}": v for b in BACKBONES for k, v in metrics[b].items()
-             if k != "ci95"}
-        )
-        tracker.log_artifact(plots / "cmc.png", "plots")
-        tracker.log_artifact(metrics_path(dataset, "evaluate"))
+    log_test_metrics(params, dataset, infos, metrics, "test", {
+        b: [(plots / "cmc.png", "plots"), (metrics_path(dataset, "evaluate"), None)]
+        for b in BACKBONES})
     return output
 
 
@@ -221,22 +239,17 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
                 "reranked": reranked,
             }
     output = {"headline": _headline(params.backbone, metrics), **metrics}
-    _write_per_query(tables, gallery_record(f, protocol), per_query_dir(dataset, "rerank"))
+    _write_per_query(tables, gallery_record(f, protocol), infos, per_query_dir(dataset, "rerank"))
     write_json(metrics_path(dataset, "rerank"), output)
     out = results_dir(dataset)
     write_results(_results_rows(infos, plain, metrics, untrained),
                   out / "results.md", out / "results.csv",
                   title=f"{dataset} results", notes=_table_notes(params, protocol, infos))
     pictures = draw_queries(params, dataset, distances, out / "ranked")
-    with _tracked(params, "rerank", dataset) as tracker:
-        tracker.log_metrics(
-            {f"{b}.rerank.{k}": v for b in BACKBONES for k, v in metrics[b].items()
-             if k != "ci95"}
-        )
-        tracker.log_artifact(out / "results.md")
-        tracker.log_artifact(out / "results.csv")
-        for picture in pictures:
-            tracker.log_artifact(picture, "ranked")
+    tables_out = [(out / "results.md", None), (out / "results.csv", None)]
+    log_test_metrics(params, dataset, infos, metrics, "test.rerank", {
+        b: tables_out + ([(p, "ranked") for p in pictures] if b == params.backbone else [])
+        for b in BACKBONES})
     return output
 
 

@@ -16,7 +16,7 @@ from reid.data.manifest import read_manifest
 from reid.data.transforms import build_test_transform
 from reid.engine.extract import extract_features
 from reid.engine.runtime import select_device
-from reid.io import atomic_path
+from reid.io import atomic_path, file_digest
 from reid.params import BACKBONES, Params
 from reid.paths import features_path, manifest_path, model_path
 from reid.pipeline.models import initial_model, load_trained_model
@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 SPLITS = ("query", "gallery")
 
 
-def model_info(saved: dict[str, Any]) -> dict[str, Any]:
-    """What made the model, for the results table: epochs trained, recipe, input, init."""
+def model_info(saved: dict[str, Any], sha256: str) -> dict[str, Any]:
+    """What made the model, for the results table: epochs trained, recipe, input, init; and
+    the model file's digest, which ties the test metrics to the file and its MLflow run."""
     cfg = saved.get("train_config", {})
     return {
+        "model_sha256": sha256,
         "epochs": len(saved["history"]),
         "input_size": list(saved["input_size"]),
         "pretrained": saved.get("pretrained") is not None,
@@ -75,7 +77,8 @@ def extract(params: Params, dataset: str) -> None:
     manifest = read_manifest(manifest_path(dataset))
     device = select_device(params.train.device)
     for backbone in BACKBONES:
-        model, saved = load_trained_model(model_path(backbone, dataset), params)
+        path = model_path(backbone, dataset)
+        model, saved = load_trained_model(path, params)
         loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
         arrays = embed(params, model, loaders, device, backbone)
         if params.eval.untrained_baseline:
@@ -87,7 +90,7 @@ def extract(params: Params, dataset: str) -> None:
             arrays[f"{split}_pids"] = rows["pid"].to_numpy()
             arrays[f"{split}_camids"] = rows["camid"].to_numpy()
             arrays[f"{split}_paths"] = rows["path"].to_numpy().astype(str)
-        arrays["model_info"] = np.array(json.dumps(model_info(saved)))
+        arrays["model_info"] = np.array(json.dumps(model_info(saved, file_digest(path, "sha256"))))
         with atomic_path(features_path(backbone, dataset)) as tmp, tmp.open("wb") as fh:
             np.savez(fh, **arrays)
         log.info("%s/%s: query %s, gallery %s", dataset, backbone,

@@ -27,7 +27,7 @@ from reid.params import Params
 from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
 from reid.pipeline.models import initial_model
 from reid.report.plots import plot_training_curves
-from reid.tracking import Tracker
+from reid.tracking import Tracker, git_state, model_run_name
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _train_on_rank(
     tracker = Tracker(
         params.tracking.enabled and info.is_main,
         params.tracking.experiment,
-        f"train-{backbone}-{dataset}",
+        model_run_name(backbone, dataset),
         params=params,
         run_params={"run.backbone": backbone, "run.dataset": dataset},
         tags={"stage": f"train_{backbone}", "backbone": backbone, "dataset": dataset},
@@ -222,9 +222,13 @@ def _train_on_rank(
                     "train_config": asdict(cfg),
                     "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "history": history,
+                    **git_state(),
                 },
                 tmp,
             )
+        tracker.set_tags({"model_sha256": file_digest(out, "sha256")})
+        if params.tracking.enabled and params.tracking.log_models:
+            tracker.log_model(model.cpu().eval())
         curves = pd.DataFrame(history)
         with atomic_path(plots / "curves.csv") as tmp:
             curves.to_csv(tmp, index=False)

@@ -1,0 +1,106 @@
+"""`reid.tracking`: one MLflow run per trained model, found again by the model file's digest."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from reid.params import load_params
+from reid.tracking import EXPERIMENT_TAGS, Tracker, model_run_name
+from tests.dvc_stages import REPO
+
+EXPERIMENT = "reid-test"
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> MlflowClient:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)  # artifacts of a new experiment go under the working folder
+    return MlflowClient(uri)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(REPO / "params.yaml")
+
+
+def model_tracker(params, sha: str, **kwargs) -> Tracker:
+    return Tracker(True, EXPERIMENT, model_run_name("resnet50", "market1501"), params=params,
+                   run_params={"run.backbone": "resnet50", "run.dataset": "market1501"},
+                   **kwargs)
+
+
+def test_evaluation_continues_the_training_run_while_params_agree(store, params):
+    with model_tracker(params, "abc", tags={"stage": "train_resnet50"}) as train:
+        train.log_metrics({"loss": 3.0}, step=1)
+        train.set_tags({"model_sha256": "abc"})
+    with model_tracker(params, "abc", find={"model_sha256": "abc"}) as evaluate:
+        evaluate.log_metrics({"test.mAP": 20.5})
+    assert evaluate.run_id == train.run_id
+    run = store.get_run(train.run_id)
+    assert run.data.metrics == {"loss": 3.0, "test.mAP": 20.5}
+    assert run.data.tags["stage"] == "train_resnet50"  # the training's tags are kept
+    assert run.info.run_name == "resnet50-market1501"
+    experiment = store.get_experiment_by_name(EXPERIMENT)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_other_params_or_another_model_start_a_new_run(store, params, monkeypatch):
+    with model_tracker(params, "abc") as train:
+        train.set_tags({"model_sha256": "abc"})
+    cosine = dataclasses.replace(params, eval=dataclasses.replace(params.eval, metric="cosine"))
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-lynx")
+    with model_tracker(cosine, "abc", find={"model_sha256": "abc"}) as evaluate:
+        evaluate.log_metrics({"test.mAP": 21.0})
+    with model_tracker(params, "def", find={"model_sha256": "def"}) as other:
+        pass
+    assert len({train.run_id, evaluate.run_id, other.run_id}) == 3
+    run = store.get_run(evaluate.run_id)
+    assert run.data.params["eval.metric"] == "cosine"
+    assert run.data.tags["model_sha256"] == "abc"
+    assert run.data.tags["dvc_exp_name"] == "brisk-lynx"
+    assert run.info.run_name == "resnet50-market1501 @ brisk-lynx"
+    assert "test.mAP" not in store.get_run(train.run_id).data.metrics
+    # the second evaluation under the cosine params finds the cosine run, not the training's
+    with model_tracker(cosine, "abc", find={"model_sha256": "abc"}) as rerank:
+        pass
+    assert rerank.run_id == evaluate.run_id
+
+
+def test_an_older_experiment_gets_the_runs_view_tag(store, params):
+    experiment_id = store.create_experiment(EXPERIMENT)
+    with model_tracker(params, "abc"):
+        pass
+    tags = store.get_experiment(experiment_id).tags
+    assert {k: tags.get(k) for k in EXPERIMENT_TAGS} == EXPERIMENT_TAGS
+
+
+def test_a_disabled_tracker_does_nothing(store, params):
+    with Tracker(False, EXPERIMENT, "x", params=params) as tracker:
+        tracker.log_metrics({"a": 1.0})
+        tracker.log_model(torch.nn.Linear(2, 2))
+    assert tracker.run_id is None
+    assert store.get_experiment_by_name(EXPERIMENT) is None
+
+
+def test_logged_model_gives_back_the_same_embeddings(store, params):
+    from reid.engine.extract import extract_features
+    from reid.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet50", 4).eval()
+    with model_tracker(params, "abc") as tracker:
+        tracker.log_model(model)
+    loaded = mlflow.pytorch.load_model(f"runs:/{tracker.run_id}/model")
+    images = torch.rand(3, 3, 64, 32)
+    loader = [(images, torch.zeros(3))]
+    cpu = torch.device("cpu")
+    np.testing.assert_array_equal(extract_features(loaded, loader, device=cpu),
+                                  extract_features(model, loader, device=cpu))
