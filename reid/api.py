@@ -9,12 +9,13 @@ no params.yaml). `embed` runs the pipeline's own test transform and feature extr
 (`reid.data.transforms.build_test_transform`, `reid.engine.extract.extract_features`), so its
 rows are exactly what the evaluate stage scored: the BNNeck feature, averaged with the mirrored
 image and L2-normalised (the params.yaml defaults `eval.flip`, `eval.normalize`), batched, on
-the GPU when there is one.
+the GPU when there is one. `reid.export` writes the same embedding to an ONNX file and runs it
+under ONNX Runtime through the same input path (`image_loader`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,8 @@ class ReidEmbedder:
         A folder gives its images in sorted order (`image_paths`); an array is (H, W, 3) or
         (N, H, W, 3) uint8 RGB. Rows follow the input order.
         """
-        dataset = _dataset(images, self.transform)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                            pin_memory=self.device.type == "cuda")
+        loader = image_loader(images, self.transform, batch_size=batch_size,
+                              num_workers=num_workers, pin_memory=self.device.type == "cuda")
         return extract_features(self.model, loader, device=self.device, flip=flip,
                                 normalize=normalize, desc="embed")
 
@@ -94,6 +94,36 @@ def load_model(path: str | Path, *, device: str = "auto") -> ReidEmbedder:
                            if saved.get("effnet_variant") else {}))
     model.load_state_dict(saved["state_dict"])
     return ReidEmbedder(model, saved, select_device(device))
+
+
+def load_embedder(path: str | Path, *, device: str = "auto") -> Any:
+    """`load_model` for a `.pt` of ours, or `reid.export.load_onnx` for an `.onnx` of
+    `reid export` (ONNX Runtime on the CPU): both embed the same inputs to the same rows."""
+    if Path(path).suffix.lower() != ".onnx":
+        return load_model(path, device=device)
+    from reid.export import load_onnx
+
+    if device not in ("auto", "cpu"):
+        raise InputError(f"{path}: an ONNX model runs on the CPU here (ONNX Runtime's CPU "
+                         f"build), not on device {device}")
+    return load_onnx(path)
+
+
+def image_loader(
+    images: Images,
+    transform: Callable[[Image.Image], torch.Tensor],
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches `(images (B, 3, H, W) float32, labels)` of `images` in order, through `transform`.
+
+    The one input path of every embedder (PyTorch here, ONNX Runtime in `reid.export`): the
+    same files, folders, PIL images or arrays give the same tensors whatever runs the network.
+    """
+    return DataLoader(_dataset(images, transform), batch_size=batch_size,
+                      num_workers=num_workers, pin_memory=pin_memory)
 
 
 def image_paths(items: Sequence[str | Path]) -> list[Path]:

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from reid.commands import compare, embed, info
+from reid.commands import compare, embed, export, info, rank
 from reid.errors import InputError, one_line
 
-COMMANDS = {"compare": compare, "embed": embed, "info": info}
+COMMANDS = {"compare": compare, "embed": embed, "export": export, "info": info, "rank": rank}
 
 
 def build_parser() -> argparse.ArgumentParser:

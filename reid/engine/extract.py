@@ -11,6 +11,20 @@ from tqdm import tqdm
 from reid.engine.runtime import autocast_dtype
 
 
+def embedding(model: nn.Module, images: torch.Tensor, *, flip: bool, normalize: bool
+              ) -> torch.Tensor:
+    """(N, 3, H, W) preprocessed images -> (N, D) float32: the BNNeck output (`bn_feat`, as
+    in BoT), with `flip` averaged with the horizontal mirror's, with `normalize` L2-normalised.
+
+    The one definition of the embedding: `extract_features` and the ONNX graph use it."""
+    feats = model(images).bn_feat.float()
+    if flip:
+        feats = (feats + model(torch.flip(images, dims=[3])).bn_feat.float()) / 2
+    if normalize:
+        feats = torch.nn.functional.normalize(feats, dim=1)
+    return feats
+
+
 @torch.no_grad()
 def extract_features(
     model: nn.Module,
@@ -24,8 +38,7 @@ def extract_features(
 ) -> np.ndarray:
     """Embed every image of `loader` in order; returns float32 (N, D).
 
-    The embedding is the BNNeck output (`bn_feat`), as in BoT. With `flip` the features of the
-    image and its horizontal mirror are averaged; with `normalize` each row is L2-normalised.
+    The rows are `embedding`'s, batched, under autocast when `amp` (normalised in fp32).
     """
     model.eval().to(device)
     amp_dtype = autocast_dtype(device, amp)
@@ -33,9 +46,7 @@ def extract_features(
     for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            feats = model(images).bn_feat.float()
-            if flip:
-                feats = (feats + model(torch.flip(images, dims=[3])).bn_feat.float()) / 2
+            feats = embedding(model, images, flip=flip, normalize=False)
         if normalize:
             feats = torch.nn.functional.normalize(feats, dim=1)
         chunks.append(feats.cpu())

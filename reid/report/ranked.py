@@ -1,4 +1,7 @@
-"""Ranked-list pictures: a query, then its top-k gallery matches framed green (right) or red."""
+"""Ranked-list pictures: a query, then its top-k gallery matches framed green (right) or red.
+
+Without identities (`correct=None`, as in `reid rank`) the matches get a neutral grey frame.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from reid.io import atomic_path
 GREEN = (40, 170, 60)
 RED = (210, 40, 40)
 QUERY = (40, 90, 200)
+NEUTRAL = (120, 120, 120)
 
 
 def ranked_gallery(
@@ -36,34 +40,47 @@ def ranked_gallery(
 def draw_ranked_list(
     query_path: str | Path,
     gallery_paths: Sequence[str | Path],
-    correct: Sequence[bool],
+    correct: Sequence[bool] | None,
     out_path: str | Path,
     *,
     size: tuple[int, int] = (128, 64),
     border: int = 4,
     title: str = "",
+    labels: Sequence[str] | None = None,
 ) -> None:
-    """One strip: the query (blue frame), a gap, then each match framed green or red."""
+    """One strip: the query (blue frame), a gap, then each match framed green or red.
+
+    `correct=None` frames every match grey (no identities known); `labels`, one per match
+    (e.g. its distance), are written under the tiles.
+    """
     height, width = size
     cell_w, cell_h = width + 2 * border, height + 2 * border
     gap, top = 12, 18
+    under = 0 if labels is None else 14
+    texts = [""] * len(gallery_paths) if labels is None else labels
+    if correct is None:
+        colours = [NEUTRAL] * len(gallery_paths)
+    else:
+        colours = [GREEN if ok else RED for ok in correct]
     canvas = Image.new(
-        "RGB", ((len(gallery_paths) + 1) * (cell_w + 4) + gap, cell_h + top + 4), "white"
+        "RGB", ((len(gallery_paths) + 1) * (cell_w + 4) + gap, cell_h + top + 4 + under), "white"
     )
     draw = ImageDraw.Draw(canvas)
     draw.text((2, 2), title, fill=(0, 0, 0))
-    items = [(query_path, QUERY, "query")] + [
-        (p, GREEN if ok else RED, str(rank)) for rank, (p, ok) in enumerate(
-            zip(gallery_paths, correct, strict=True), start=1
+    items = [(query_path, QUERY, "query", "")] + [
+        (p, colour, str(rank), text) for rank, (p, colour, text) in enumerate(
+            zip(gallery_paths, colours, texts, strict=True), start=1
         )
     ]
     x = 0
-    for index, (path, colour, label) in enumerate(items):
+    for index, (path, colour, label, text) in enumerate(items):
         with Image.open(path) as img:
             tile = img.convert("RGB").resize((width, height))
         draw.rectangle([x, top, x + cell_w - 1, top + cell_h - 1], fill=colour)
         canvas.paste(tile, (x + border, top + border))
         draw.text((x + border, top + cell_h - 12), label, fill=(255, 255, 255))
+        if text:
+            draw.text((x + border, top + cell_h + 2), text, fill=(0, 0, 0))
         x += cell_w + 4 + (gap if index == 0 else 0)
     with atomic_path(out_path) as tmp:
         canvas.save(tmp, format="PNG")
