@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -198,6 +197,8 @@ class OnnxEmbedder:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX model file not found")
+        import onnxruntime as ort  # here, not at import: `reid --help` needs no runtime
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only: no optimiser notes on stderr

@@ -24,7 +24,12 @@ import yaml
 from reid.errors import InputError
 
 BACKBONES = ("resnet50", "resnet50_ibn_a", "effnetv2")
-DATASETS = ("market1501", "cuhk03")
+# On-disk formats of `data.<name>.format`; a dataset named after one has that format by default.
+# market1501: any Market layout (Market-1501, DukeMTMC-reID, CUHK03-NP); cuhk03: the release
+# .mat + new-protocol files, or CUHK03-NP; msmt17: MSMT17_V1 / MSMT17_V2 with their list files;
+# csv: a `path,pid,camid,split` file.
+FORMATS = ("market1501", "cuhk03", "msmt17", "csv")
+GENERATED_FORMATS = ("market1501", "cuhk03", "msmt17")  # `source: generated` is built in
 
 
 class ParamsError(InputError):
@@ -52,9 +57,22 @@ class GeneratedCuhk03Params:
 
 
 @dataclass(frozen=True)
-class DatasetParams:
-    """Where a dataset comes from: `generated`, a local archive or folder, or an http(s) URL."""
+class GeneratedMsmt17Params:
+    version: Literal["V1", "V2"] = "V1"
+    num_train_ids: int = 8
+    num_test_ids: int = 8
+    cameras: int = 15
+    images_per_camera: list[int] = field(default_factory=lambda: [1, 2])
+    seed: int = 2
 
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """A dataset: its on-disk `format` (see FORMATS; defaults to the dataset's name when that is
+    a format) and where it comes from: `generated`, a local archive, folder or CSV file, or an
+    http(s) URL. `parse_params` fills `format` in, so later code never sees None."""
+
+    format: Literal["market1501", "cuhk03", "msmt17", "csv"] | None = None
     source: str = "generated"
     sha256: str | None = None
     md5: str | None = None
@@ -306,10 +324,11 @@ def parse_params(raw: dict[str, Any]) -> Params:
     if params.backbone not in BACKBONES:
         raise ParamsError(f"backbone: unknown {params.backbone!r}; choose one of {BACKBONES}")
     for name in params.datasets:
-        if name not in DATASETS:
-            raise ParamsError(f"datasets: unknown {name!r}; choose from {DATASETS}")
         if name not in params.data:
-            raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
+            raise ParamsError(f"datasets lists {name!r} but data.{name} is missing (it needs "
+                              f"at least `format` ({' | '.join(FORMATS)}) and `source`)")
+    params = dataclasses.replace(params, data={
+        name: _with_format(name, entry) for name, entry in params.data.items()})
     for name in params.models:
         if name not in BACKBONES:
             raise ParamsError(f"models.{name}: unknown backbone; choose from {BACKBONES}")
@@ -325,6 +344,18 @@ def parse_params(raw: dict[str, Any]) -> Params:
             f"needs negatives)"
         )
     return params
+
+
+def _with_format(name: str, entry: DatasetParams) -> DatasetParams:
+    """`entry` with its format filled in from the dataset's name, checked against its source."""
+    fmt = entry.format or (name if name in FORMATS else None)
+    if fmt is None:
+        raise ParamsError(f"data.{name}.format is missing: {name!r} is not a format's name, so "
+                          f"say which format it is ({' | '.join(FORMATS)})")
+    if entry.source == "generated" and fmt not in GENERATED_FORMATS:
+        raise ParamsError(f"data.{name}.source: no built-in generated data in the {fmt} format;"
+                          f" give the path of your {fmt} file or folder")
+    return dataclasses.replace(entry, format=fmt)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,25 @@ def git_commit() -> str | None:
     return _git("rev-parse", "HEAD") or None
 
 
+# The code (not params.yaml or dvc.lock, which `dvc exp run` rewrites) that `git_dirty` checks.
+CODE_PATHS = ("reid", "stages", "dvc.yaml", "requirements.txt", "pyproject.toml")
+
+
 def git_state() -> dict[str, Any]:
-    """The code a model was trained with: the commit and whether tracked files had changes."""
+    """The code a model was trained with: the commit and whether tracked code had changes."""
     commit = git_commit()
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = (_git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+              if commit else None)
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def model_params(flat: dict[str, str], backbone: str, dataset: str) -> dict[str, str]:
+    """The params that can change one model's training or test metrics: all but the headline
+    choice, the pictures, tracking itself, and other datasets' and backbones' sections."""
+    skip = ("backbone", "datasets", "report.", "tracking.", "run.")
+    return {k: v for k, v in flat.items() if not k.startswith(skip)
+            and not (k.startswith("data.") and not k.startswith(f"data.{dataset}."))
+            and not (k.startswith("models.") and not k.startswith(f"models.{backbone}."))}
 
 
 def model_run_name(backbone: str, dataset: str) -> str:
@@ -79,8 +94,9 @@ class Tracker:
 
     `params` (the run's `Params`) is flattened into MLflow params only when the run starts, so
     a disabled tracker reads none of it; `run_params` adds keys such as `run.dataset`. With
-    `find` (tags), the newest run carrying those tags whose params equal these is continued;
-    without a match, or without `find`, a new run starts (or `run_id`'s, when given).
+    `find` (tags), the newest run carrying those tags whose params agree with these on the keys
+    that `match(flat params)` keeps is continued; without a match, or without `find`, a new run
+    starts (or `run_id`'s, when given).
     """
 
     def __init__(
@@ -94,6 +110,7 @@ class Tracker:
         tags: dict[str, str] | None = None,
         run_id: str | None = None,
         find: dict[str, str] | None = None,
+        match: Any = None,
     ) -> None:
         self.enabled = enabled
         self.experiment = experiment
@@ -103,6 +120,7 @@ class Tracker:
         self.tags = tags or {}
         self.run_id = run_id
         self.find = find
+        self.match = match or (lambda flat: flat)
         self._mlflow: Any = None
 
     def __enter__(self) -> Tracker:
@@ -119,16 +137,19 @@ class Tracker:
             **self.run_params}.items()}
         found = None
         if self.find and not self.run_id:
-            found = _matching_run(mlflow, experiment_id, self.find, flat)
+            found = _matching_run(mlflow, experiment_id, self.find, self.match(flat))
         run = mlflow.start_run(run_id=found or self.run_id, experiment_id=experiment_id,
                                run_name=None if found or self.run_id else self.run_name)
         self.run_id = run.info.run_id
         fresh = {k: v for k, v in flat.items() if k not in run.data.params}
         if fresh:
             mlflow.log_params(fresh)
-        # a found run keeps the tags of the stage that started it (its commit, its stage)
+        # a found run keeps the tags of the stage that started it (its commit, its stage) and
+        # says which code and experiment evaluated it last
         tags = {**(self.find or {}), **self.tags}
-        mlflow.set_tags(tags if found else run_tags(tags))
+        mlflow.set_tags({**tags, **{f"evaluated_{k}": v for k, v in run_tags().items()
+                                    if k in ("git_commit", "dvc_exp_name")}}
+                        if found else run_tags(tags))
         log.info("MLflow run %s (%s) at %s", self.run_id, self.run_name, tracking_uri())
         return self
 
@@ -180,13 +201,16 @@ def _experiment_id(mlflow: Any, name: str) -> str:
 
 
 def _matching_run(mlflow: Any, experiment_id: str, tags: dict[str, str],
-                  flat: dict[str, str]) -> str | None:
-    """The newest run with `tags` whose params are exactly `flat`, or None."""
-    query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+                  wanted: dict[str, str]) -> str | None:
+    """The newest run with `tags` whose params hold `wanted` exactly, or None."""
+    for value in tags.values():  # digests and names: nothing to escape in the filter
+        if not re.fullmatch(r"[\w.:-]+", value):
+            raise ValueError(f"tag value {value!r} cannot be searched for")
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     runs = mlflow.search_runs([experiment_id], filter_string=query, output_format="list",
                               order_by=["attributes.start_time DESC"])
     for run in runs:
-        if run.data.params == flat:
+        if {k: run.data.params.get(k) for k in wanted} == wanted:
             return run.info.run_id
     return None
 

@@ -15,6 +15,7 @@ from reid.data.manifest import (
     summarize,
     write_manifest,
 )
+from reid.errors import InputError
 
 TRAIN = [("a/7_1.jpg", 7, 1), ("a/3_2.jpg", 3, 2), ("a/7_3.jpg", 7, 3), ("a/10_1.jpg", 10, 1)]
 QUERY = [("q/5_1.jpg", 5, 1), ("q/6_2.jpg", 6, 2)]
@@ -116,3 +117,53 @@ def test_write_refuses_an_invalid_manifest(manifest: pd.DataFrame, tmp_path: Pat
     with pytest.raises(ValueError, match="missing column.*label"):
         write_manifest(manifest.drop(columns=["label"]), tmp_path / "m.csv")
     assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.fixture
+def image_dataset(tmp_path: Path):
+    """The TRAIN/QUERY/GALLERY entries as real JPEG files under tmp_path; returns a builder."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for path, _, _ in TRAIN + QUERY + GALLERY:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)).save(tmp_path / path)
+
+    def build(train=TRAIN, query=QUERY, gallery=GALLERY) -> pd.DataFrame:
+        def where(entries):
+            return [(str(tmp_path / p), pid, cam) for p, pid, cam in entries]
+        return build_manifest(where(train), where(query), where(gallery))
+    return build
+
+
+def test_validate_counts_decoded_images_and_same_camera_queries(image_dataset) -> None:
+    from reid.data.manifest import validate_dataset
+
+    # query 6 (camera 2) has gallery images from cameras 1 and 3; query 5 (camera 1) is moved
+    # to camera 2, where its one gallery image is: the protocol skips it
+    query = [("q/5_1.jpg", 5, 2), ("q/6_2.jpg", 6, 2)]
+    checks = validate_dataset(image_dataset(query=query), num_threads=2)
+    assert checks == {"num_images_decoded": 10, "num_queries_same_camera_only": 1}
+
+
+def test_validate_refuses_a_truncated_image_naming_it(image_dataset, tmp_path: Path) -> None:
+    from reid.data.manifest import validate_dataset
+
+    broken = tmp_path / "g/6_3.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"1 image\(s\) do not decode: LINE 9 .*6_3\.jpg"):
+        validate_dataset(image_dataset(), where=lambda p: f"LINE 9 {p}" if "6_3" in p else p)
+
+
+@pytest.mark.parametrize("train, query, gallery, message", [
+    (TRAIN + [("q/5_1.jpg", 5, 1)], QUERY, GALLERY, r"identities \[5\] are in both"),
+    (TRAIN, QUERY + [("a/10_1.jpg", 11, 3)], GALLERY, r"query identities \[11\] have no galle"),
+    (TRAIN, [("q/5_1.jpg", 5, 2)], GALLERY, "no valid query"),
+])
+def test_validate_refuses_broken_protocols(image_dataset, train, query, gallery,
+                                            message) -> None:
+    from reid.data.manifest import validate_dataset
+
+    with pytest.raises(InputError, match=message):
+        validate_dataset(image_dataset(train, query, gallery))

@@ -23,6 +23,19 @@ def test_repo_params_load(raw):
     assert params.epochs_for("resnet50") == params.train.epochs
 
 
+def test_datasets_by_name_and_format(raw):
+    """A format defaults to the dataset's name; any other name says its format."""
+    raw["datasets"] += ["duke", "msmt17", "mydata"]
+    raw["data"].update(duke={"format": "market1501", "source": "/data/DukeMTMC-reID.zip"},
+                       msmt17={"format": "msmt17", "source": "/data/MSMT17_V1"},
+                       mydata={"format": "csv", "source": "/data/mine/list.csv"})
+    data = parse_params(raw).data
+    assert {name: d.format for name, d in data.items()} == {
+        "market1501": "market1501", "cuhk03": "cuhk03", "duke": "market1501",
+        "msmt17": "msmt17", "mydata": "csv"}
+    assert data["duke"].sha256 is None and data["duke"].variant == "detected"
+
+
 def test_model_epochs_override(raw):
     raw["models"]["effnetv2"]["epochs"] = 3
     assert parse_params(raw).epochs_for("effnetv2") == 3
@@ -36,7 +49,13 @@ def test_model_epochs_override(raw):
         (lambda r: r["train"].update(lr="fast"), "train.lr"),
         (lambda r: r["train"].update(epochz=3), "unknown key(s) train.epochz"),
         (lambda r: r.update(backbone="vgg16"), "backbone: unknown 'vgg16'"),
-        (lambda r: r["datasets"].append("msmt17"), "datasets: unknown 'msmt17'"),
+        (lambda r: r["datasets"].append("msmt17"), "data.msmt17 is missing (it needs"),
+        (lambda r: (r["datasets"].append("duke"), r["data"].update(duke={"source": "/d.zip"})),
+         "data.duke.format is missing"),
+        (lambda r: r["data"]["cuhk03"].update(format="viper"), "data.cuhk03.format"),
+        (lambda r: (r["datasets"].append("mine"),
+                    r["data"].update(mine={"format": "csv", "source": "generated"})),
+         "no built-in generated data in the csv format"),
         (lambda r: r["data"]["cuhk03"].update(variant="both"), "data.cuhk03.variant"),
         (lambda r: r["train"].update(batch_size=30), "multiple of train.num_instances"),
         (lambda r: r["models"].pop("effnetv2"), "missing key models.effnetv2"),

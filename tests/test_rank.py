@@ -183,3 +183,15 @@ def test_bad_input_is_one_error_line(case, model_file, crops, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert not (out / "ranking.csv").exists()
+
+
+def test_an_image_in_both_sets_is_not_its_own_match(tmp_path):
+    import numpy as np
+
+    from reid.commands.rank import same_files, top_k_order
+
+    images = [tmp_path / f"{i}.png" for i in range(3)]
+    mask = same_files([images[2], images[0]], images)
+    assert mask.tolist() == [[False, False, True], [True, False, False]]
+    distances = np.where(mask, np.inf, np.zeros((2, 3)))
+    assert top_k_order(distances, 2).tolist() == [[0, 1], [1, 2]]

@@ -11,7 +11,7 @@ import torch
 from mlflow import MlflowClient
 
 from reid.params import load_params
-from reid.tracking import EXPERIMENT_TAGS, Tracker, model_run_name
+from reid.tracking import EXPERIMENT_TAGS, Tracker, model_params, model_run_name
 from tests.dvc_stages import REPO
 
 EXPERIMENT = "reid-test"
@@ -31,17 +31,17 @@ def params():
     return load_params(REPO / "params.yaml")
 
 
-def model_tracker(params, sha: str, **kwargs) -> Tracker:
+def model_tracker(params, **kwargs) -> Tracker:
     return Tracker(True, EXPERIMENT, model_run_name("resnet50", "market1501"), params=params,
                    run_params={"run.backbone": "resnet50", "run.dataset": "market1501"},
-                   **kwargs)
+                   match=lambda flat: model_params(flat, "resnet50", "market1501"), **kwargs)
 
 
 def test_evaluation_continues_the_training_run_while_params_agree(store, params):
-    with model_tracker(params, "abc", tags={"stage": "train_resnet50"}) as train:
+    with model_tracker(params, tags={"stage": "train_resnet50"}) as train:
         train.log_metrics({"loss": 3.0}, step=1)
         train.set_tags({"model_sha256": "abc"})
-    with model_tracker(params, "abc", find={"model_sha256": "abc"}) as evaluate:
+    with model_tracker(params, find={"model_sha256": "abc"}) as evaluate:
         evaluate.log_metrics({"test.mAP": 20.5})
     assert evaluate.run_id == train.run_id
     run = store.get_run(train.run_id)
@@ -53,13 +53,13 @@ def test_evaluation_continues_the_training_run_while_params_agree(store, params)
 
 
 def test_other_params_or_another_model_start_a_new_run(store, params, monkeypatch):
-    with model_tracker(params, "abc") as train:
+    with model_tracker(params) as train:
         train.set_tags({"model_sha256": "abc"})
     cosine = dataclasses.replace(params, eval=dataclasses.replace(params.eval, metric="cosine"))
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lynx")
-    with model_tracker(cosine, "abc", find={"model_sha256": "abc"}) as evaluate:
+    with model_tracker(cosine, find={"model_sha256": "abc"}) as evaluate:
         evaluate.log_metrics({"test.mAP": 21.0})
-    with model_tracker(params, "def", find={"model_sha256": "def"}) as other:
+    with model_tracker(params, find={"model_sha256": "def"}) as other:
         pass
     assert len({train.run_id, evaluate.run_id, other.run_id}) == 3
     run = store.get_run(evaluate.run_id)
@@ -69,14 +69,36 @@ def test_other_params_or_another_model_start_a_new_run(store, params, monkeypatc
     assert run.info.run_name == "resnet50-market1501 @ brisk-lynx"
     assert "test.mAP" not in store.get_run(train.run_id).data.metrics
     # the second evaluation under the cosine params finds the cosine run, not the training's
-    with model_tracker(cosine, "abc", find={"model_sha256": "abc"}) as rerank:
+    with model_tracker(cosine, find={"model_sha256": "abc"}) as rerank:
         pass
     assert rerank.run_id == evaluate.run_id
 
 
+def test_params_that_do_not_bear_on_the_model_keep_its_run(store, params):
+    with model_tracker(params) as train:
+        train.set_tags({"model_sha256": "abc"})
+    others = dataclasses.replace(
+        params, backbone="effnetv2", report=dataclasses.replace(params.report, top_k=3),
+        models={**params.models, "effnetv2": dataclasses.replace(params.models["effnetv2"],
+                                                                 epochs=99)})
+    with model_tracker(others, find={"model_sha256": "abc"}) as evaluate:
+        pass
+    assert evaluate.run_id == train.run_id
+    rerank = dataclasses.replace(params, rerank=dataclasses.replace(params.rerank, k1=5))
+    with model_tracker(rerank, find={"model_sha256": "abc"}) as new:
+        pass
+    assert new.run_id != train.run_id
+
+
+def test_a_tag_value_that_needs_quoting_is_refused(store, params):
+    with pytest.raises(ValueError, match="cannot be searched for"):
+        with model_tracker(params, find={"model_sha256": "x' or '1"}):
+            pass
+
+
 def test_an_older_experiment_gets_the_runs_view_tag(store, params):
     experiment_id = store.create_experiment(EXPERIMENT)
-    with model_tracker(params, "abc"):
+    with model_tracker(params):
         pass
     tags = store.get_experiment(experiment_id).tags
     assert {k: tags.get(k) for k in EXPERIMENT_TAGS} == EXPERIMENT_TAGS
@@ -96,7 +118,7 @@ def test_logged_model_gives_back_the_same_embeddings(store, params):
 
     torch.manual_seed(0)
     model = build_model("resnet50", 4).eval()
-    with model_tracker(params, "abc") as tracker:
+    with model_tracker(params) as tracker:
         tracker.log_model(model)
     loaded = mlflow.pytorch.load_model(f"runs:/{tracker.run_id}/model")
     images = torch.rand(3, 3, 64, 32)

@@ -36,7 +36,10 @@ def describe(saved: dict[str, Any]) -> dict[str, Any]:
 
 def recorded_test_metrics(path: Path, saved: dict[str, Any]) -> dict[str, Any] | None:
     """{"test": {...}, "test_rerank": {...}} scored on this file, or None when not recorded."""
-    root = path.resolve().parents[2]
+    parents = path.resolve().parents
+    if len(parents) < 3:  # not in <root>/models/<backbone>/: no pipeline around it
+        return None
+    root = parents[2]
     digest = None
     found: dict[str, Any] = {}
     for stage, folder, key in (("evaluate", "per_query", "test"),

@@ -4,7 +4,8 @@ Query and gallery images (files and/or folders; a folder's images sorted by path
 as the pipeline embeds them (BNNeck feature, flip-averaged, L2-normalised; see `reid.api`) and
 ranked by squared Euclidean distance, the evaluate stage's `eval.metric: euclidean`; with
 --rerank by the k-reciprocal re-ranked distance (Zhong et al., CVPR 2017), as the rerank stage.
-There are no identities here: the ranking is all there is to see.
+There are no identities here: the ranking is all there is to see. An image given both as a
+query and in the gallery (say, the same folder for both) is never listed as its own match.
 
 Writes, each file complete or not at all:
   OUT/ranking.csv   columns query, rank, gallery, distance: ranks 1..k of each query, queries
@@ -87,13 +88,53 @@ def format_distance(value: float) -> str:
     return np.format_float_positional(np.float32(value), trim="-")
 
 
-def run(args: argparse.Namespace) -> int:
+def same_files(query: list[Path], gallery: list[Path]) -> np.ndarray:
+    """(Q, G) True where a query image is also in the gallery: it is not its own match."""
+    where = {p.resolve(): j for j, p in enumerate(gallery)}
+    mask = np.zeros((len(query), len(gallery)), dtype=bool)
+    for i, p in enumerate(query):
+        if p.resolve() in where:
+            mask[i, where[p.resolve()]] = True
+    return mask
+
+
+def write_ranking(path: Path, query: list[Path], gallery: list[Path], order: np.ndarray,
+                  distances: np.ndarray) -> None:
+    """ranking.csv: query, rank, gallery, distance; ranks 1..k of each query in input order."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "rank", "gallery", "distance"])
+        for q, row in enumerate(order):
+            for rank, g in enumerate(row, start=1):
+                if np.isfinite(distances[q, g]):
+                    writer.writerow([query[q], rank, gallery[g],
+                                     format_distance(distances[q, g])])
+
+
+def draw_pictures(folder: Path, query: list[Path], gallery: list[Path], order: np.ndarray,
+                  distances: np.ndarray, kind: str) -> None:
+    """A ranked-list picture per query (the folder replaced as a whole)."""
     from tqdm import tqdm
 
+    from reid.report.ranked import draw_ranked_list
+
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        for q in tqdm(range(len(query)), desc="pictures", unit="picture", leave=False,
+                      disable=None):
+            shown = [g for g in order[q] if np.isfinite(distances[q, g])]
+            draw_ranked_list(
+                query[q], [gallery[g] for g in shown], None,
+                tmp / f"{q:04d}_{query[q].stem}.png",
+                title=f"query {q}: {query[q].name} ({kind} distance)",
+                labels=[f"{distances[q, g]:.4f}" for g in shown],
+            )
+
+
+def run(args: argparse.Namespace) -> int:
     from reid import api
     from reid.metrics.distance import pairwise_distance
     from reid.metrics.rerank import k_reciprocal_rerank
-    from reid.report.ranked import draw_ranked_list
 
     check_args(args)
     query, gallery = api.image_paths(args.query), api.image_paths(args.gallery)
@@ -110,29 +151,14 @@ def run(args: argparse.Namespace) -> int:
                                         lambda_value=args.lambda_value)
     else:
         distances = pairwise_distance(q_feats, g_feats, "euclidean")
+    distances = np.where(same_files(query, gallery), np.inf, distances)
     order = top_k_order(distances, args.top_k)
     k = order.shape[1]
-
-    with atomic_path(out / "ranking.csv") as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["query", "rank", "gallery", "distance"])
-        for q, row in enumerate(order):
-            for rank, g in enumerate(row, start=1):
-                writer.writerow([query[q], rank, gallery[g], format_distance(distances[q, g])])
-
+    write_ranking(out / "ranking.csv", query, gallery, order, distances)
     num_pictures = min(args.pictures, len(query))
     if num_pictures:
-        kind = "re-ranked" if args.rerank else "squared Euclidean"
-        with atomic_path(out / "ranked") as tmp:
-            tmp.mkdir()
-            for q in tqdm(range(num_pictures), desc="pictures", unit="picture", leave=False,
-                          disable=None):
-                draw_ranked_list(
-                    query[q], [gallery[g] for g in order[q]], None,
-                    tmp / f"{q:04d}_{query[q].stem}.png",
-                    title=f"query {q}: {query[q].name} ({kind} distance)",
-                    labels=[f"{distances[q, g]:.4f}" for g in order[q]],
-                )
+        draw_pictures(out / "ranked", query[:num_pictures], gallery, order, distances,
+                      "re-ranked" if args.rerank else "squared Euclidean")
 
     method = (f"k-reciprocal re-ranking (k1={args.k1}, k2={args.k2}, "
               f"lambda={args.lambda_value:g})" if args.rerank

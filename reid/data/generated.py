@@ -771,3 +771,98 @@ def _check_range(name: str, value: tuple[int, int]) -> tuple[int, int]:
     if not 1 <= lo <= hi:
         raise InputError(f"{name} must be (min, max) with 1 <= min <= max, got {value}")
     return lo, hi
+
+
+# --- MSMT17 -------------------------------------------------------------------------------------
+
+# version -> (top folder, train image folder, test image folder), as in the real releases
+_MSMT17_LAYOUTS = {
+    "V1": ("MSMT17_V1", "train", "test"),
+    "V2": ("MSMT17_V2", "mask_train_v2", "mask_test_v2"),
+}
+# MSMT17 was filmed on four days, each in the morning, at noon and in the afternoon
+_MSMT17_DAYS = ("0113", "0222", "0302", "0303")
+_MSMT17_TIMES = ("morning", "noon", "afternoon")
+MSMT17_VAL_FRACTION = 0.07  # list_val.txt holds 2,373 of the 32,621 train images
+
+
+def generate_msmt17(
+    folder: Path,
+    *,
+    version: str = "V1",
+    num_train_ids: int = 8,
+    num_test_ids: int = 8,
+    cameras: int = 15,
+    images_per_camera: tuple[int, int] = (1, 2),
+    seed: int = 0,
+) -> None:
+    """Write an MSMT17-style dataset into ``folder/MSMT17_<version>/``.
+
+    The real layout: ``train/`` and ``test/`` (V2: ``mask_train_v2/``, ``mask_test_v2/``) of
+    ``<pid:04d>/`` folders, and ``list_train.txt``, ``list_val.txt``, ``list_query.txt``,
+    ``list_gallery.txt`` of ``<pid dir>/<name> <pid>`` lines. Train and test ids are numbered
+    from 0 each, as in the real lists. Each identity is seen by 2 to min(cameras, 4) cameras,
+    ``images_per_camera`` images each; a test id also has one query image per camera it
+    appears in (the rest is gallery), and about 7% of the train images go to ``list_val.txt``.
+    Names follow ``0000_000_01_0303morning_0015_0.jpg`` (pid, index within the pid, camera,
+    day and time, frame, box); 64x128 JPEGs.
+    """
+    if version not in _MSMT17_LAYOUTS:
+        raise InputError(f"version must be one of {tuple(_MSMT17_LAYOUTS)}, got {version!r}")
+    _check_positive(num_train_ids=num_train_ids, num_test_ids=num_test_ids)
+    if not 2 <= cameras <= 15:
+        raise InputError(f"cameras must be 2..15 (MSMT17 has 15), got {cameras}")
+    lo, hi = _check_range("images_per_camera", images_per_camera)
+    top, train_folder, test_folder = _MSMT17_LAYOUTS[version]
+    rng = np.random.default_rng(seed)
+    h, w = MARKET_SIZE
+    cams = [_random_camera(rng, px_per_unit=h) for _ in range(cameras)]
+    painter = _Painter(rng, noise_size=max(h, w) + 64)
+    people = _random_people(rng, num_train_ids + num_test_ids)
+    groups = ((train_folder, people[:num_train_ids]), (test_folder, people[num_train_ids:]))
+    lines: dict[str, list[str]] = {"train": [], "query": [], "gallery": []}
+
+    out = Path(folder) / top
+    with atomic_path(out) as tmp:
+        for image_folder, group in groups:
+            test = image_folder == test_folder
+            for pid, person in enumerate(group):
+                (tmp / image_folder / f"{pid:04d}").mkdir(parents=True)
+                seen_by = np.sort(
+                    rng.choice(cameras, size=rng.integers(2, min(cameras, 4) + 1), replace=False)
+                )
+                index = 0
+                for cam in seen_by:
+                    facing = rng.choice(_FACINGS, p=cams[cam].facing_p)
+                    when = f"{rng.choice(_MSMT17_DAYS)}{rng.choice(_MSMT17_TIMES)}"
+                    frame = int(rng.integers(1, 9000))
+                    count = int(rng.integers(lo, hi + 1))
+                    kinds = ["query"] * int(test) + ["gallery" if test else "train"] * count
+                    for kind in kinds:
+                        frame += int(rng.integers(1, 40))
+                        name = f"{pid:04d}_{index:03d}_{cam + 1:02d}_{when}_{frame:04d}_0.jpg"
+                        index += 1
+                        pose = _random_pose(rng, cams[cam], h, w, facing)
+                        image, _ = painter.render(person, cams[cam], pose, h, w)
+                        _save_jpeg(image, tmp / image_folder / f"{pid:04d}" / name)
+                        lines[kind].append(f"{pid:04d}/{name} {pid}\n")
+        train = lines["train"]
+        num_val = max(1, round(MSMT17_VAL_FRACTION * len(train)))
+        is_val = np.zeros(len(train), dtype=bool)
+        is_val[rng.choice(len(train), size=num_val, replace=False)] = True
+        lists = {
+            "list_train.txt": [line for line, val in zip(train, is_val, strict=True) if not val],
+            "list_val.txt": [line for line, val in zip(train, is_val, strict=True) if val],
+            "list_query.txt": lines["query"],
+            "list_gallery.txt": lines["gallery"],
+        }
+        for name, content in lists.items():
+            (tmp / name).write_text("".join(content))
+    logger.info(
+        "generated MSMT17_%s-style data in %s: %d train ids, %d test ids, seed %d",
+        version,
+        out,
+        num_train_ids,
+        num_test_ids,
+        seed,
+    )

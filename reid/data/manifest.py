@@ -9,10 +9,14 @@ classifier target; -1 for query and gallery rows).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
+from tqdm import tqdm
 
 from reid.errors import InputError
 from reid.io import atomic_path
@@ -82,6 +86,63 @@ def summarize(df: pd.DataFrame) -> dict[str, int]:
         "num_gallery": len(parts["gallery"]),
         "num_gallery_ids": int(parts["gallery"]["pid"].nunique()),
     }
+
+
+def validate_dataset(
+    df: pd.DataFrame, *, where: Callable[[str], str] = str, num_threads: int | None = None
+) -> dict[str, int]:
+    """Check a parsed dataset before anything trains on it; returns counts for the summary.
+
+    Every image must decode (a truncated JPEG fails here, not in a DataLoader later), train and
+    test identities must be disjoint, and every query identity needs a gallery image. Queries
+    whose gallery images all share their camera are skipped by the protocol: counted, and an
+    error only when no query is left. `where(path)` names an image in messages (e.g. its CSV
+    line). Distractors (pid 0 in the gallery only) count as gallery images of nobody.
+    """
+    _check_decodes(df["path"].tolist(), where, num_threads)
+    train, query, gallery = (df[df["split"] == s] for s in SPLITS)
+    both = sorted(set(train["pid"]) & (set(query["pid"]) | set(gallery["pid"])))
+    if both:
+        shown = df[df["pid"].isin(both[:5]) & (df["split"] != "train")]["path"].head(3)
+        raise InputError(f"identities {both[:5]}{' ...' if len(both) > 5 else ''} are in both "
+                         f"the train and the test split (e.g. {', '.join(map(where, shown))}):"
+                         " a test identity must be unseen in training")
+    lonely = sorted(set(query["pid"]) - set(gallery["pid"]))
+    if lonely:
+        first = query[query["pid"] == lonely[0]]["path"].iloc[0]
+        raise InputError(f"query identities {lonely[:5]}{' ...' if len(lonely) > 5 else ''} "
+                         f"have no gallery image at all (e.g. {where(first)})")
+    cameras = gallery.groupby("pid")["camid"].agg(set)
+    same_camera = int(sum(cameras[pid] <= {cam} for pid, cam in
+                          zip(query["pid"], query["camid"], strict=True)))
+    if len(query) and same_camera == len(query):
+        raise InputError("no valid query: every query's gallery images share its camera (the "
+                         "protocol skips those); give each query identity a gallery image from "
+                         "another camera")
+    if same_camera:
+        logger.warning("%d of %d queries have gallery images from their own camera only: the "
+                       "protocol skips them", same_camera, len(query))
+    return {"num_images_decoded": len(df), "num_queries_same_camera_only": same_camera}
+
+
+def _check_decodes(paths: list[str], where: Callable[[str], str],
+                   num_threads: int | None) -> None:
+    """Decode every image once, in parallel (PIL releases the GIL while decoding)."""
+    def failure(path: str) -> str | None:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for broken files
+            return f"{where(path)}: {err}"
+        return None
+
+    with ThreadPoolExecutor(num_threads or min(8, os.cpu_count() or 1)) as pool:
+        results = list(tqdm(pool.map(failure, paths), total=len(paths), desc="decode images",
+                            unit="img", leave=False, disable=None))
+    bad = [r for r in results if r]
+    if bad:
+        raise InputError(f"{len(bad)} image(s) do not decode: {'; '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}")
 
 
 def _validate(df: pd.DataFrame, path: Path) -> None:

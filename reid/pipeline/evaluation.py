@@ -32,7 +32,7 @@ from reid.paths import (
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_ranked_list, ranked_gallery
 from reid.report.tables import model_label, results_table, scores, write_results
-from reid.tracking import Tracker, model_run_name
+from reid.tracking import Tracker, model_params, model_run_name
 
 log = logging.getLogger(__name__)
 
@@ -119,25 +119,30 @@ def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]
 
 def log_test_metrics(
     params: Params, dataset: str, infos: dict[str, dict[str, Any]],
-    metrics: dict[str, dict[str, Any]], prefix: str,
+    metrics: dict[str, dict[str, dict[str, Any]]],
     artifacts: dict[str, list[tuple[Path, str | None]]],
 ) -> None:
     """Each model's test metrics into its MLflow run, under the same keys for every model.
 
-    The run is the train stage's (found by the model file's digest) when its params are the
-    current ones; otherwise a new run of that model (see `reid.tracking`).
+    `metrics` maps a key prefix (`test`, `test.rerank`) to each backbone's scores. The run is
+    the train stage's (found by the model file's digest) when the params that bear on this
+    model are the same; otherwise a new run of that model (see `reid.tracking`).
     """
     for backbone in BACKBONES:
-        m = metrics[backbone]
-        values = {f"{prefix}.{k}": v for k, v in m.items() if k != "ci95"}
-        for key, (lo, hi) in m["ci95"].items():
-            values.update({f"{prefix}.{key}_ci95_low": lo, f"{prefix}.{key}_ci95_high": hi})
+        values = {}
+        for prefix, by_backbone in metrics.items():
+            m = by_backbone[backbone]
+            values.update({f"{prefix}.{k}": v for k, v in m.items() if k != "ci95"})
+            for key, (lo, hi) in m["ci95"].items():
+                values.update({f"{prefix}.{key}_ci95_low": lo,
+                               f"{prefix}.{key}_ci95_high": hi})
         tracker = Tracker(
             params.tracking.enabled, params.tracking.experiment,
             model_run_name(backbone, dataset), params=params,
             run_params={"run.backbone": backbone, "run.dataset": dataset},
             tags={"backbone": backbone, "dataset": dataset},
             find={"model_sha256": infos[backbone]["model_sha256"]},
+            match=lambda flat, b=backbone: model_params(flat, b, dataset),
         )
         with tracker:
             tracker.log_metrics(values)
@@ -186,7 +191,7 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     with atomic_path(plots / "cmc.csv") as tmp:
         cmc_table.to_csv(tmp, index=False)
     plot_cmc(cmc_curves, plots / "cmc.png", title=f"CMC on {dataset}")
-    log_test_metrics(params, dataset, infos, metrics, "test", {
+    log_test_metrics(params, dataset, infos, {"test": metrics}, {
         b: [(plots / "cmc.png", "plots"), (metrics_path(dataset, "evaluate"), None)]
         for b in BACKBONES})
     return output
@@ -247,7 +252,8 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
                   title=f"{dataset} results", notes=_table_notes(params, protocol, infos))
     pictures = draw_queries(params, dataset, distances, out / "ranked")
     tables_out = [(out / "results.md", None), (out / "results.csv", None)]
-    log_test_metrics(params, dataset, infos, metrics, "test.rerank", {
+    # the plain scores too: a run that rerank starts (say after -S rerank.k1=...) is complete
+    log_test_metrics(params, dataset, infos, {"test": plain, "test.rerank": metrics}, {
         b: tables_out + ([(p, "ranked") for p in pictures] if b == params.backbone else [])
         for b in BACKBONES})
     return output

@@ -104,6 +104,31 @@ def build_train_batches(
     )
 
 
+def save_model_file(
+    path: Path, params: Params, backbone: str, dataset: str, model: torch.nn.Module,
+    cfg: TrainConfig, history: list[dict[str, Any]],
+) -> None:
+    """`models/<backbone>/<dataset>.pt`: the weights and all that rebuilds the model without
+    params.yaml (`reid.api.load_model`), the recipe, the curves and the code's commit."""
+    with atomic_path(path) as tmp:
+        torch.save(
+            {
+                "backbone": backbone,
+                "dataset": dataset,
+                "num_classes": model.classifier.out_features,
+                "feature_dim": model.feature_dim,
+                "effnet_variant": params.models[backbone].variant,
+                "input_size": [params.input.height, params.input.width],
+                "pretrained": params.models[backbone].pretrained,
+                "train_config": asdict(cfg),
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                "history": history,
+                **git_state(),
+            },
+            tmp,
+        )
+
+
 def train_stage(
     params: Params, backbone: str, dataset: str, *, argv: list[str], progress: bool = True
 ) -> None:
@@ -209,23 +234,7 @@ def _train_on_rank(
         if not info.is_main:
             return {"epochs": len(history)}
         out = model_path(backbone, dataset)
-        with atomic_path(out) as tmp:
-            torch.save(
-                {
-                    "backbone": backbone,
-                    "dataset": dataset,
-                    "num_classes": num_classes,
-                    "feature_dim": model.feature_dim,
-                    "effnet_variant": params.models[backbone].variant,
-                    "input_size": [inp.height, inp.width],
-                    "pretrained": params.models[backbone].pretrained,
-                    "train_config": asdict(cfg),
-                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "history": history,
-                    **git_state(),
-                },
-                tmp,
-            )
+        save_model_file(out, params, backbone, dataset, model, cfg, history)
         tracker.set_tags({"model_sha256": file_digest(out, "sha256")})
         if params.tracking.enabled and params.tracking.log_models:
             tracker.log_model(model.cpu().eval())
