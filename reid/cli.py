@@ -17,8 +17,10 @@ def stage_main(
     *,
     with_dataset: bool = True,
     with_backbone: bool = False,
+    with_pair: bool = False,
 ) -> None:
-    """Parse `--params/--dataset/--backbone`, load the params and run `body`.
+    """Parse `--params/--dataset/--backbone` (`--train/--test` with `with_pair`: a model's
+    dataset and a test dataset), load the params and run `body`.
 
     Expected failures (`InputError`: bad input or params; a missing input file) print one
     clear line and exit with status 1; Ctrl-C prints one line and exits 130; anything else
@@ -30,6 +32,9 @@ def stage_main(
         parser.add_argument("--dataset", required=True, help="dataset name from params.datasets")
     if with_backbone:
         parser.add_argument("--backbone", required=True, choices=BACKBONES)
+    if with_pair:
+        parser.add_argument("--train", required=True, help="the models' training dataset")
+        parser.add_argument("--test", required=True, help="the dataset they are tested on")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
     logging.basicConfig(
@@ -38,9 +43,11 @@ def stage_main(
     )
     try:
         params = load_params(args.params)
-        if with_dataset and args.dataset not in params.datasets:
-            raise InputError(f"--dataset {args.dataset!r} is not in params datasets "
-                             f"{params.datasets}")
+        flags = (["dataset"] if with_dataset else []) + (["train", "test"] if with_pair else [])
+        for flag in flags:
+            if getattr(args, flag) not in params.datasets:
+                raise InputError(f"--{flag} {getattr(args, flag)!r} is not in params datasets "
+                                 f"{params.datasets}")
         body(params, args)
     except (InputError, FileNotFoundError) as err:
         # Expected: bad input or a missing upstream output. One line; everything else (a bug,

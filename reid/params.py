@@ -134,6 +134,9 @@ class EvalParams:
     untrained_baseline: bool  # also score the randomly initialised network
     bootstrap_resamples: int  # 95% intervals of mAP / rank-1 (reid.metrics.bootstrap)
     bootstrap_seed: int
+    period: int  # evaluate during training every N epochs and at the last (0: off)
+    val_ids: int  # training ids moved into a validation split scored during training (0: off)
+    select: Literal["last", "best_val"]  # the weights a model file keeps
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "eval.max_rank": (10, None, True),  # the tables report rank-10
     "eval.bootstrap_resamples": (1000, None, True),
     "eval.bootstrap_seed": (0, None, True),
+    "eval.period": (0, None, True),
+    "eval.val_ids": (0, None, True),
     "rerank.k1": (1, None, True),
     "rerank.k2": (1, None, True),
     "rerank.lambda_value": (0, 1, True),
@@ -336,6 +341,11 @@ def parse_params(raw: dict[str, Any]) -> Params:
         if name not in params.models:
             raise ParamsError(f"missing key models.{name}")
     _check_ranges(params)
+    ev = params.eval
+    if ev.select == "best_val" and not (ev.val_ids and ev.period):
+        raise ParamsError("eval.select: best_val picks the epoch by validation mAP, so it needs "
+                          f"eval.val_ids > 0 and eval.period > 0 (got {ev.val_ids} and "
+                          f"{ev.period}); selecting on the test split would inflate the result")
     t = params.train
     if t.batch_size % t.num_instances or t.batch_size // t.num_instances < 2:
         raise ParamsError(

@@ -52,3 +52,18 @@ def cmc_plot_dir(dataset: str) -> Path:
 def results_dir(dataset: str) -> Path:
     """The results table (Markdown, CSV) and ranked-list pictures of one dataset."""
     return Path("results") / dataset
+
+
+def cross_domain_cell_path(train: str, test: str) -> Path:
+    """One cell of the cross-dataset matrix: models trained on `train`, tested on `test`."""
+    return Path("metrics/cross_domain") / train / f"{test}.json"
+
+
+def cross_domain_metrics_path() -> Path:
+    """The whole matrix, `{train: {test: {backbone: scores}}}`."""
+    return Path("metrics/cross_domain.json")
+
+
+def cross_domain_table_paths() -> tuple[Path, Path]:
+    """The matrix tables (Markdown, CSV): files beside the `results/<ds>/` folders."""
+    return Path("results/cross_domain.md"), Path("results/cross_domain.csv")

@@ -1,4 +1,5 @@
-"""dvc.yaml as the tests see it: each stage expanded per dataset, its script, deps and params.
+"""dvc.yaml as the tests see it: each stage expanded per dataset (or pair of datasets), its
+script, deps and params.
 
 Also the `reid` import closure of a script, computed from the code's own import statements, so
 that a test can compare what a stage runs with what dvc.yaml says it depends on.
@@ -7,6 +8,7 @@ that a test can compare what a stage runs with what dvc.yaml says it depends on.
 from __future__ import annotations
 
 import ast
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # e.g. "train_resnet50@market1501"
+    name: str  # e.g. "train_resnet50@market1501", "cross_eval@market1501-cuhk03"
     argv: tuple[str, ...]  # the command without "python"
     deps: tuple[str, ...]
     params: tuple[str, ...]
@@ -27,8 +29,33 @@ class Stage:
         return REPO / self.argv[0]
 
 
-def _substitute(value: str, item: str | None) -> str:
-    return value if item is None else value.replace("${item}", item)
+def _substitute(value: str, item: dict[str, str]) -> str:
+    """`item` maps each placeholder (`${item}`, `${item.train}`) to its value."""
+    for placeholder, replacement in item.items():
+        value = value.replace(placeholder, replacement)
+    return value
+
+
+def _resolve(value: object, params: dict) -> list:
+    """A `foreach`/`matrix` list: `${key}` names a params list, else the literal list."""
+    if isinstance(value, str):
+        return params[value.removeprefix("${").removesuffix("}")]
+    return list(value)
+
+
+def _items(stage: dict, params: dict) -> list[tuple[str | None, dict[str, str]]]:
+    """(name suffix, placeholders) of each item: DVC names `foreach` items `stage@value` and
+    `matrix` items `stage@value1-value2` (in the order of the matrix keys)."""
+    if "foreach" in stage:
+        return [(str(v), {"${item}": str(v)}) for v in _resolve(stage["foreach"], params)]
+    if "matrix" in stage:
+        axes = {key: _resolve(values, params) for key, values in stage["matrix"].items()}
+        return [
+            ("-".join(map(str, combo)),
+             {f"${{item.{key}}}": str(v) for key, v in zip(axes, combo, strict=True)})
+            for combo in itertools.product(*axes.values())
+        ]
+    return [(None, {})]
 
 
 def _names(entries: list) -> list[str]:
@@ -37,21 +64,18 @@ def _names(entries: list) -> list[str]:
 
 
 def dvc_stages(repo: Path = REPO) -> list[Stage]:
-    """Every stage of `repo/dvc.yaml`, `foreach` stages expanded over their items."""
+    """Every stage of `repo/dvc.yaml`, `foreach` and `matrix` stages expanded over their
+    items."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
     params = yaml.safe_load((repo / "params.yaml").read_text())
     stages = []
     for name, stage in spec["stages"].items():
-        if "foreach" in stage:
-            key = stage["foreach"].removeprefix("${").removesuffix("}")
-            items, body = params[key], stage["do"]
-        else:
-            items, body = [None], stage
-        for item in items:
+        body = stage.get("do", stage)
+        for suffix, item in _items(stage, params):
             cmd = _substitute(body["cmd"], item).split()
             assert cmd[0] == "python", f"{name}: expected a `python stages/...` command"
             stages.append(Stage(
-                name=f"{name}@{item}" if item is not None else name,
+                name=f"{name}@{suffix}" if suffix is not None else name,
                 argv=tuple(cmd[1:]),
                 deps=tuple(_substitute(d, item) for d in _names(body.get("deps"))),
                 params=tuple(_substitute(p, item) for p in _names(body.get("params"))),

@@ -115,7 +115,12 @@ def test_stage_declares_every_param_it_reads(reads_per_stage, stage):
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
 def test_stage_declares_no_param_it_never_reads(reads_per_stage, stage):
-    read = reads_per_stage[stage.name]
+    # DVC has one params list for all the items of a foreach/matrix stage, so a key counts as
+    # read when any item reads it: the diagonal cross_eval@<ds>-<ds> scores extracted features
+    # and reads none of the extraction keys its off-diagonal items read.
+    template = stage.name.split("@")[0]
+    read = set().union(*(keys for name, keys in reads_per_stage.items()
+                         if name.split("@")[0] == template))
     unread = sorted(d for d in stage.params
                     if not any(_under(k, d) or _under(d, k) for k in read))
     assert not unread, f"{stage.name} declares params it never reads: {unread}"

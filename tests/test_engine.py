@@ -120,3 +120,58 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def _tiny_training(tmp_path: Path, **kwargs):
+    """The resume driver's tiny net and data through the real engine, for 3 epochs."""
+    from reid.data.batches import LoaderBatches
+    from reid.data.sampler import RandomIdentitySampler
+    from reid.engine.train import TrainConfig, train
+    from reid.losses import ReidLoss
+    from reid.models.head import ReidModel
+    from tests.resume_driver import NUM_IDS, SlowRandomImages, TinyBackbone
+
+    torch.manual_seed(0)
+    model = ReidModel(TinyBackbone(), NUM_IDS)
+    data = SlowRandomImages(0.0)
+    cfg = TrainConfig(epochs=3, batch_size=16, num_instances=4, warmup_epochs=1,
+                      milestones=(2,), num_workers=0, seed=7)
+    device = torch.device("cpu")
+    batches = LoaderBatches(data, RandomIdentitySampler(data.labels, 16, 4, seed=7), device,
+                            num_workers=0, pin_memory=False)
+    history = train(model, ReidLoss(NUM_IDS, TinyBackbone.num_features), batches, cfg,
+                    device=device, checkpoint_path=tmp_path / "last.pt", progress=False,
+                    **kwargs)
+    return model, history
+
+
+def test_evaluation_during_training_and_keeping_the_best_epoch(tmp_path):
+    """Scored at the chosen epochs in eval mode; `keep_best` ends on that epoch's weights."""
+    scripted = iter([20.0, 50.0, 30.0])
+    seen = []
+
+    def evaluator(model):
+        assert not model.training
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"mAP": next(scripted), "rank1": 1.0}
+
+    model, history = _tiny_training(tmp_path, evaluator=evaluator, eval_period=1,
+                                    keep_best="mAP")
+    assert [h["eval.mAP"] for h in history] == [20.0, 50.0, 30.0]
+    assert all(h["eval_seconds"] >= 0 for h in history)
+    assert model.training  # back in training mode after each evaluation
+    final = model.state_dict()
+    assert all(torch.equal(final[k], seen[1][k]) for k in final)  # epoch 2, the best
+    assert not all(torch.equal(final[k], seen[2][k]) for k in final)
+
+
+def test_eval_period_scores_every_n_epochs_and_the_last(tmp_path):
+    from reid.engine.train import eval_due
+
+    assert [e + 1 for e in range(12) if eval_due(e, 12, 4)] == [4, 8, 12]
+    assert [e + 1 for e in range(10) if eval_due(e, 10, 4)] == [4, 8, 10]
+    assert not any(eval_due(e, 10, 0) for e in range(10))
+    calls = []
+    _, history = _tiny_training(tmp_path, evaluator=lambda m: calls.append(1) or {"mAP": 1.0},
+                                eval_period=2)
+    assert len(calls) == 2 and ["eval.mAP" in h for h in history] == [False, True, True]

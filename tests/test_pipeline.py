@@ -86,12 +86,17 @@ def test_every_stage_wrote_its_outputs(repro):
         for backbone in BACKBONES:
             assert (repro / "models" / backbone / f"{ds}.pt").is_file()
             assert (repro / "plots/train" / backbone / ds / "curves.png").is_file()
+            evals = (repro / "plots/train" / backbone / ds / "eval.csv").read_text()
+            assert evals.startswith("epoch,mAP,rank1") and evals.rstrip().endswith(",test")
             assert (repro / "features" / ds / f"{backbone}.npz").is_file()
         assert (repro / "plots/cmc" / ds / "cmc.png").is_file()
         assert list((repro / "results" / ds / "ranked").glob("*.png"))
         table = (repro / "results" / ds / "results.md").read_text()
         assert "+ re-ranking" in table and "Protocol" in table
     assert "detected" in (repro / "results/cuhk03/results.md").read_text()
+    cross = json.loads((repro / "metrics/cross_domain.json").read_text())
+    assert [list(row) for row in cross.values()] == [list(DATASETS)] * len(DATASETS)
+    assert "| Train \\ Test |" in (repro / "results/cross_domain.md").read_text()
     assert not (repro / "checkpoints/resnet50/market1501/last.pt").exists()
 
 
@@ -197,7 +202,8 @@ def test_mlflow_holds_one_run_per_model(repro):
     names = {r.info.run_name for r in runs}
     assert names == {f"{b}-{ds}" for b in BACKBONES for ds in DATASETS}  # no per-stage runs
     keys = set().union(*(r.data.metrics for r in runs))
-    assert {"loss", "triplet", "center", "accuracy", "lr", "images_per_s"} <= keys
+    assert {"loss", "triplet", "center", "accuracy", "lr", "images_per_s", "eval.mAP",
+            "selected_epoch"} <= keys
     commits = {r.data.tags["git_commit"] for r in runs}
     head = run(["git", "rev-parse", "HEAD"], repro, dict(os.environ)).strip()
     assert commits == {head}

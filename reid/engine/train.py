@@ -110,6 +110,9 @@ def train(
     settings: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool = True,
+    evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
+    eval_period: int = 0,
+    keep_best: str | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` with `criterion` on `batches` and return the per-epoch statistics.
 
@@ -118,6 +121,12 @@ def train(
     existing checkpoint may be resumed. `on_epoch` receives the statistics (loss terms,
     accuracy, learning rate, epoch time, images/s) of each epoch trained in this call; the
     returned history also holds the epochs restored from a checkpoint.
+
+    With `evaluator` and `eval_period` N > 0, rank 0 scores the model every N epochs and at
+    the last (`evaluator(model)` -> {"mAP": ...}, in eval mode, no gradients); the scores join
+    that epoch's statistics as `eval.<name>`, with `eval_seconds`. Other ranks go on and wait at
+    the next collective. With `keep_best` (a score name) the model ends with the weights of the
+    epoch that scored highest (the first on ties), kept in the checkpoint across a resume.
     """
     checkpoint_path = Path(checkpoint_path)
     run_fingerprint = fingerprint({"train": asdict(cfg), "settings": settings or {}})
@@ -151,6 +160,7 @@ def train(
         )
 
     history: list[dict[str, float]] = []
+    best: dict[str, Any] | None = None
     start_epoch = 0
     state = load_checkpoint(checkpoint_path, run_fingerprint)
     if state is not None:
@@ -164,6 +174,7 @@ def train(
         # the same augmentations after a resume).
         set_rng_state(state["rng_per_rank"][rank])
         history = state["history"]
+        best = state.get("best")
         start_epoch = state["epoch"] + 1
         log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
 
@@ -174,10 +185,17 @@ def train(
             cfg, device, epoch, progress and rank == 0,
         )
         scheduler.step()
-        history.append(stats)
         rng_per_rank = gather_objects(rng_state())
         if rank != 0:  # only rank 0 writes; all ranks read the checkpoint when resuming
+            history.append(stats)
             continue
+        if evaluator is not None and eval_due(epoch, cfg.epochs, eval_period):
+            stats.update(_evaluate(model, evaluator, epoch, cfg.epochs))
+            if keep_best and (best is None or stats[f"eval.{keep_best}"] > best["score"]):
+                best = {"epoch": epoch + 1, "score": stats[f"eval.{keep_best}"],
+                        "model": {k: v.detach().cpu().clone()
+                                  for k, v in model.state_dict().items()}}
+        history.append(stats)
         save_checkpoint(
             checkpoint_path,
             {
@@ -190,12 +208,35 @@ def train(
                 "rng_per_rank": rng_per_rank,
                 "epoch": epoch,
                 "history": history,
+                "best": best,
                 "fingerprint": run_fingerprint,
             },
         )
         if on_epoch is not None:
             on_epoch(stats)
+    if best is not None:
+        log.info("keeping the weights of epoch %d (%s %.4f)", best["epoch"], keep_best,
+                 best["score"])
+        model.load_state_dict(best["model"])
     return history
+
+
+def eval_due(epoch: int, epochs: int, period: int) -> bool:
+    """Whether 0-based `epoch` is scored: every `period` epochs and the last (0 = never)."""
+    return period > 0 and ((epoch + 1) % period == 0 or epoch + 1 == epochs)
+
+
+def _evaluate(model: nn.Module, evaluator: Callable[[nn.Module], dict[str, float]],
+              epoch: int, epochs: int) -> dict[str, float]:
+    start = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        scores = evaluator(model)
+    model.train()
+    seconds = time.perf_counter() - start
+    log.info("epoch %d/%d  evaluation: %s  (%.1f s)", epoch + 1, epochs,
+             "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), seconds)
+    return {**{f"eval.{k}": float(v) for k, v in scores.items()}, "eval_seconds": seconds}
 
 
 def train_step(

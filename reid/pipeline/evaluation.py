@@ -300,6 +300,7 @@ def _table_notes(params: Params, protocol: dict[str, Any], infos: dict[str, Any]
         training = [f"Training of {b}: {r}." for b, r in recipes.items()]
     return [
         *training,
+        *_selection_notes(infos),
         f"Protocol: {summary['protocol']}; source: {summary['source']}.",
         f"Query {protocol['num_query']} images ({protocol['num_valid_queries']} valid, "
         f"{protocol['num_skipped_queries']} skipped without a valid match), gallery "
@@ -313,6 +314,15 @@ def _table_notes(params: Params, protocol: dict[str, Any], infos: dict[str, Any]
         f"resamples, seed {ev.bootstrap_seed}; all queries of a drawn identity, gallery fixed).",
         f"Headline backbone: {params.backbone}. mINP: Ye et al., TPAMI 2021.",
     ]
+
+
+def _selection_notes(infos: dict[str, Any]) -> list[str]:
+    """Which epoch's weights each model holds, when chosen by validation mAP (eval.select)."""
+    picked = {b: i["selected"] for b, i in infos.items()
+              if (i.get("selected") or {}).get("by", "last") != "last"}
+    return [f"Weights of {b}: epoch {s['epoch']} of {infos[b]['epochs']}, the {s['by']} "
+            f"({s['mAP']:.2f} on the held-out validation identities, not the test split)."
+            for b, s in picked.items()]
 
 
 def draw_queries(

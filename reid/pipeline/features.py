@@ -34,6 +34,7 @@ def model_info(saved: dict[str, Any], sha256: str) -> dict[str, Any]:
         "epochs": len(saved["history"]),
         "input_size": list(saved["input_size"]),
         "pretrained": saved.get("pretrained") is not None,
+        "selected": saved.get("selected"),  # which epoch's weights (eval.select)
         **{k: cfg[k] for k in ("lr", "batch_size", "num_instances", "warmup_epochs",
                                "milestones", "gamma") if k in cfg},
     }

@@ -26,6 +26,7 @@ from reid.losses import ReidLoss
 from reid.params import Params
 from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
 from reid.pipeline.models import initial_model
+from reid.pipeline.validation import build_evaluator, validation_split
 from reid.report.plots import plot_training_curves
 from reid.tracking import Tracker, git_state, model_run_name
 
@@ -106,7 +107,7 @@ def build_train_batches(
 
 def save_model_file(
     path: Path, params: Params, backbone: str, dataset: str, model: torch.nn.Module,
-    cfg: TrainConfig, history: list[dict[str, Any]],
+    cfg: TrainConfig, history: list[dict[str, Any]], selection: dict[str, Any],
 ) -> None:
     """`models/<backbone>/<dataset>.pt`: the weights and all that rebuilds the model without
     params.yaml (`reid.api.load_model`), the recipe, the curves and the code's commit."""
@@ -123,6 +124,7 @@ def save_model_file(
                 "train_config": asdict(cfg),
                 "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "history": history,
+                "selected": selection,
                 **git_state(),
             },
             tmp,
@@ -156,19 +158,32 @@ def train_backbone(
         return _train_on_rank(params, backbone, dataset, info, device, progress)
 
 
+def training_rows(params: Params, manifest: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(the rows to train on, the rows scored during training, which split those are).
+
+    With `eval.val_ids` the scored rows are a validation split held out of the training rows
+    and the test split is not touched; otherwise they are the test query and gallery."""
+    rows = manifest[manifest["split"] == "train"]
+    if params.eval.val_ids:
+        rows, val = validation_split(rows, params.eval.val_ids, params.train.seed)
+        return rows, val, "validation"
+    return rows, manifest[manifest["split"].isin(["query", "gallery"])], "test"
+
+
 def _train_on_rank(
     params: Params, backbone: str, dataset: str, info: DistInfo, device: torch.device,
     progress: bool,
 ) -> dict[str, Any]:
     manifest_file = manifest_path(dataset)
-    manifest = read_manifest(manifest_file)
-    rows = manifest[manifest["split"] == "train"]
+    rows, eval_rows, eval_split = training_rows(params, read_manifest(manifest_file))
     if rows.empty:
         raise InputError(f"{manifest_file}: no training images")
     num_classes = int(rows["label"].max()) + 1
     plots = train_plot_dir(backbone, dataset)
     if info.is_main:
-        check_writable(model_path(backbone, dataset), plots / "curves.csv", plots / "curves.png")
+        check_writable(model_path(backbone, dataset),
+                       *(plots / name for name in ("curves.csv", "curves.png", "eval.csv")))
     cfg = train_config(params, backbone)
     settings = {
         "backbone": backbone,
@@ -179,6 +194,7 @@ def _train_on_rank(
         "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
         "manifest_sha256": file_digest(manifest_file, "sha256"),
         "world_size": info.world_size,  # the global batch is batch_size x world_size
+        "eval": {k: getattr(params.eval, k) for k in ("period", "val_ids", "select")},
     }
     ckpt = checkpoint_path(backbone, dataset)
     run_id_file = ckpt.with_name("mlflow_run.txt")
@@ -216,6 +232,7 @@ def _train_on_rank(
         tags={"stage": f"train_{backbone}", "backbone": backbone, "dataset": dataset},
         run_id=run_id,
     )
+    ev = params.eval
     with tracker:
         if tracker.run_id:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -230,25 +247,57 @@ def _train_on_rank(
             settings=settings,
             on_epoch=lambda stats: tracker.log_metrics(stats, step=int(stats["epoch"])),
             progress=progress,
+            evaluator=build_evaluator(params, eval_rows, (inp.height, inp.width), device)
+            if ev.period and info.is_main else None,
+            eval_period=ev.period,
+            keep_best="mAP" if ev.select == "best_val" else None,
         )
         if not info.is_main:
             return {"epochs": len(history)}
+        selection = selected_epoch(history, ev.select, eval_split)
         out = model_path(backbone, dataset)
-        save_model_file(out, params, backbone, dataset, model, cfg, history)
+        save_model_file(out, params, backbone, dataset, model, cfg, history, selection)
         tracker.set_tags({"model_sha256": file_digest(out, "sha256")})
+        tracker.log_metrics({"selected_epoch": selection["epoch"],
+                             **({"selected_eval.mAP": selection["mAP"]}
+                                if selection["mAP"] is not None else {})})
         if params.tracking.enabled and params.tracking.log_models:
             tracker.log_model(model.cpu().eval())
-        curves = pd.DataFrame(history)
-        with atomic_path(plots / "curves.csv") as tmp:
-            curves.to_csv(tmp, index=False)
-        plot_training_curves(curves, plots / "curves.png", title=f"{backbone} on {dataset}")
+        write_curves(history, plots, f"{backbone} on {dataset}", eval_split)
         final = history[-1]
         tracker.log_metrics(
             {f"final_{k}": final[k] for k in ("loss", "ce", "triplet", "center", "accuracy")}
         )
-        tracker.log_artifact(plots / "curves.png", "plots")
-        tracker.log_artifact(plots / "curves.csv", "plots")
+        for name in ("curves.png", "curves.csv", "eval.csv"):
+            tracker.log_artifact(plots / name, "plots")
         tracker.log_artifact(Path("params.yaml"))
     ckpt.unlink(missing_ok=True)
     run_id_file.unlink(missing_ok=True)
     return {"model": str(out), "epochs": len(history), **final}
+
+
+def selected_epoch(history: list[dict[str, Any]], select: str, split: str) -> dict[str, Any]:
+    """Which epoch's weights the model file holds, and its score on the scored split."""
+    scored = [h for h in history if "eval.mAP" in h]
+    if select == "best_val":
+        best = max(scored, key=lambda h: h["eval.mAP"])  # the first of equal maxima
+        return {"epoch": int(best["epoch"]), "by": "best validation mAP",
+                "split": split, "mAP": best["eval.mAP"]}
+    last = history[-1]
+    return {"epoch": int(last["epoch"]), "by": "last", "split": split if scored else None,
+            "mAP": last.get("eval.mAP")}
+
+
+def write_curves(history: list[dict[str, Any]], plots: Path, title: str, split: str) -> None:
+    """`curves.csv` (losses per epoch), `eval.csv` (scores of the evaluated epochs) and the
+    picture of both: DVC plots."""
+    table = pd.DataFrame(history)
+    scored = [c for c in table.columns if c.startswith("eval")]
+    curves = table.drop(columns=scored)
+    evals = table.loc[table["eval.mAP"].notna() if "eval.mAP" in table else [], ["epoch", *scored]]
+    evals = evals.rename(columns=lambda c: c.removeprefix("eval.")).assign(split=split)
+    with atomic_path(plots / "curves.csv") as tmp:
+        curves.to_csv(tmp, index=False)
+    with atomic_path(plots / "eval.csv") as tmp:
+        evals.to_csv(tmp, index=False)
+    plot_training_curves(curves, plots / "curves.png", title=title, evals=evals)

@@ -21,9 +21,12 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str) -> None:
-    """Loss terms, training accuracy and learning rate per epoch (columns of `curves`)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str,
+                         evals: pd.DataFrame | None = None) -> None:
+    """Loss terms, training accuracy and learning rate per epoch (columns of `curves`), and
+    with `evals` (epoch, mAP, rank1, split) the scores of the evaluated epochs beside them."""
+    scored = evals is not None and not evals.empty
+    fig, axes = plt.subplots(1, 4 if scored else 3, figsize=(17 if scored else 13, 3.6))
     for key in ("loss", "ce", "triplet", "center"):
         axes[0].plot(curves["epoch"], curves[key], marker=".", label=key)
     axes[0].set_title("loss terms (center unweighted)")
@@ -35,6 +38,11 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, *, title: str) 
     axes[2].plot(curves["epoch"], curves["lr"], marker=".")
     axes[2].set_title("learning rate")
     axes[2].set_yscale("log")
+    if scored:
+        for key in ("mAP", "rank1"):
+            axes[3].plot(evals["epoch"], evals[key], marker="o", label=key)
+        axes[3].set_title(f"{evals['split'].iloc[0]} split during training (%)")
+        axes[3].legend()
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -64,11 +64,57 @@ def write_results(
     """The table as CSV and as Markdown with a title line and the protocol notes under it."""
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
+    lines = [f"## {title}", "", *markdown_table(table, text_columns=2)]
+    lines += ["", *[f"- {note}" for note in notes], ""]
+    write_text(markdown_path, "\n".join(lines))
+
+
+def markdown_table(table: pd.DataFrame, *, text_columns: int) -> list[str]:
+    """The lines of a Markdown table: the first `text_columns` columns left-aligned, the others
+    right-aligned; floats with one decimal."""
     header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(table.columns))) + "|"
-    lines = [f"## {title}", "", header, rule]
+    rule = "|" + "|".join("---" if i < text_columns else "---:"
+                          for i in range(len(table.columns))) + "|"
+    lines = [header, rule]
     for row in table.itertuples(index=False):
         cells = [f"{v:.1f}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *[f"- {note}" for note in notes], ""]
+    return lines
+
+
+CROSS_CORNER = "Train \\ Test"
+
+
+def cross_domain_table(matrix: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                       backbone: str) -> pd.DataFrame:
+    """One backbone's cross-dataset matrix: a row per training dataset, a column per test
+    dataset, each cell "mAP / R-1" (percent, one decimal). `matrix` is
+    `{train: {test: {backbone: scores}}}` (`scores`' keys)."""
+    return pd.DataFrame([
+        {CROSS_CORNER: train, **{test: f"{by_backbone[backbone]['mAP']:.1f} / "
+                                       f"{by_backbone[backbone]['rank1']:.1f}"
+                                 for test, by_backbone in row.items()}}
+        for train, row in matrix.items()
+    ])
+
+
+def write_cross_domain(
+    matrix: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]],
+    markdown_path: Path, csv_path: Path, *, title: str, notes: Sequence[str],
+) -> None:
+    """A matrix table per backbone in Markdown, the notes under them; the CSV holds one row
+    per (backbone, train, test) with every metric, for a spreadsheet."""
+    backbones = list(next(iter(next(iter(matrix.values())).values())))
+    long = pd.DataFrame([
+        {"backbone": backbone, "train": train, "test": test, **by_backbone[backbone]}
+        for backbone in backbones
+        for train, row in matrix.items() for test, by_backbone in row.items()
+    ])
+    with atomic_path(csv_path) as tmp:
+        long.to_csv(tmp, index=False)
+    lines = [f"## {title}", ""]
+    for backbone in backbones:
+        lines += [f"### {DISPLAY_NAMES.get(backbone, backbone)}", "",
+                  *markdown_table(cross_domain_table(matrix, backbone), text_columns=1), ""]
+    lines += [*[f"- {note}" for note in notes], ""]
     write_text(markdown_path, "\n".join(lines))

@@ -1,0 +1,99 @@
+"""The `cross_eval` stage: one cell of the cross-dataset matrix (direct transfer).
+
+The models trained on one dataset (`models/<backbone>/<train>.pt`) are scored on the test set
+of another, under that test dataset's protocol: its query and gallery from the split manifest,
+same-id same-camera gallery images ignored (`reid.metrics.evaluate_ranking`). Nothing is adapted
+to the test domain. On the diagonal (train == test) nothing is embedded again: the features that
+`extract_features` wrote are scored with the same functions as the `evaluate` stage, so the cell
+holds exactly the numbers of `metrics/<ds>/evaluate.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reid.data.manifest import read_manifest
+from reid.engine.runtime import select_device
+from reid.io import write_json
+from reid.metrics import evaluate_ranking
+from reid.metrics.distance import pairwise_distance
+from reid.params import BACKBONES, EvalParams, Params
+from reid.paths import cross_domain_cell_path, features_path, manifest_path, model_path, split_dir
+from reid.pipeline.features import SPLITS, embed, query_gallery_loaders
+from reid.pipeline.models import load_trained_model
+from reid.report.tables import scores
+
+log = logging.getLogger(__name__)
+
+
+def score_features(arrays: dict[str, np.ndarray], ev: EvalParams) -> dict[str, Any]:
+    """`evaluate_ranking` of query x gallery features under `eval.metric`, as `evaluate` does.
+
+    `arrays` holds "query" (Q, D) and "gallery" (G, D) features with their "query_pids",
+    "query_camids", "gallery_pids", "gallery_camids" (the layout of `features/<ds>/<b>.npz`).
+    """
+    return evaluate_ranking(
+        pairwise_distance(arrays["query"], arrays["gallery"], ev.metric),
+        arrays["query_pids"], arrays["gallery_pids"],
+        arrays["query_camids"], arrays["gallery_camids"],
+        max_rank=ev.max_rank,
+    )
+
+
+def _extracted(dataset: str, backbone: str) -> dict[str, np.ndarray]:
+    path = features_path(backbone, dataset)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: features not found (run extract_features first)")
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
+              device: torch.device) -> dict[str, np.ndarray]:
+    """The query and gallery of `manifest` embedded by the `train` model of `backbone`."""
+    model, saved = load_trained_model(model_path(backbone, train), params)
+    loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
+    arrays = embed(params, model, loaders, device, f"{backbone} ({train})")
+    for split in SPLITS:
+        rows = manifest[manifest["split"] == split]
+        arrays[f"{split}_pids"] = rows["pid"].to_numpy()
+        arrays[f"{split}_camids"] = rows["camid"].to_numpy()
+    return arrays
+
+
+def cross_eval(params: Params, train: str, test: str) -> dict[str, Any]:
+    """Scores of every backbone trained on `train`, tested on `test`
+    -> `metrics/cross_domain/<train>/<test>.json`.
+
+    The cell also records the test protocol (from the split summary) and the test set's size.
+    """
+    summary = json.loads((split_dir(test) / "summary.json").read_text())
+    diagonal = train == test
+    if not diagonal:
+        manifest = read_manifest(manifest_path(test))
+        device = select_device(params.train.device)
+    cell_scores: dict[str, dict[str, float]] = {}
+    for backbone in BACKBONES:
+        arrays = (_extracted(test, backbone) if diagonal
+                  else _embedded(params, train, backbone, manifest, device))
+        result = score_features(arrays, params.eval)
+        cell_scores[backbone] = scores(result)
+        log.info("%s -> %s, %s: mAP %.2f, rank-1 %.2f", train, test, backbone,
+                 cell_scores[backbone]["mAP"], cell_scores[backbone]["rank1"])
+    cell = {
+        "train": train,
+        "test": test,
+        "protocol": summary["protocol"],
+        "num_query": int(len(arrays["query_pids"])),
+        "num_valid_queries": int(result["num_valid_queries"]),
+        "num_gallery": int(len(arrays["gallery_pids"])),
+        "scores": cell_scores,
+    }
+    write_json(cross_domain_cell_path(train, test), cell)
+    return cell

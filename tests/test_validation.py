@@ -1,0 +1,112 @@
+"""Evaluation during training: the validation split, and the test split left alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from reid.data.manifest import build_manifest, read_manifest
+from reid.errors import InputError
+from reid.params import ParamsError, load_params, parse_params
+from reid.paths import manifest_path, model_path, raw_dir, split_dir, train_plot_dir
+from reid.pipeline.validation import validation_split
+from tests.dvc_stages import REPO
+from tests.tiny import tiny_params
+
+
+def train_rows(ids: int = 6) -> pd.DataFrame:
+    """ids identities, each with 2 images on each of cameras 1-3."""
+    entries = [(f"{pid}_{cam}_{i}.jpg", pid, cam)
+               for pid in range(10, 10 + ids) for cam in (1, 2, 3) for i in range(2)]
+    manifest = build_manifest(entries, [], [])
+    return manifest[manifest["split"] == "train"]
+
+
+def test_validation_split_holds_ids_out_and_relabels_the_rest():
+    rows = train_rows()
+    kept, val = validation_split(rows, 2, seed=0)
+    assert set(kept["pid"]).isdisjoint(val["pid"]) and val["pid"].nunique() == 2
+    assert sorted(kept["label"].unique()) == list(range(4))
+    queries = val[val["split"] == "query"]
+    assert len(queries) == 6 and not queries.duplicated(["pid", "camid"]).any()  # 1 per camera
+    gallery = val[val["split"] == "gallery"]
+    for pid, cam in zip(queries["pid"], queries["camid"], strict=True):
+        assert (gallery[gallery["pid"] == pid]["camid"] != cam).any()  # a match elsewhere
+    assert validation_split(rows, 2, seed=0)[1].equals(val)  # chosen by the seed
+    assert any(set(validation_split(rows, 2, seed=s)[1]["pid"]) != set(val["pid"])
+               for s in range(1, 6))
+
+
+def test_validation_split_refuses_what_it_cannot_hold_out():
+    with pytest.raises(InputError, match="eval.val_ids: 5 validation identities"):
+        validation_split(train_rows(6), 5, seed=0)  # 1 id would be left to train on
+
+
+def test_best_val_needs_a_validation_split():
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["eval"].update(select="best_val", val_ids=0)
+    with pytest.raises(ParamsError, match="eval.select: best_val .* needs eval.val_ids > 0"):
+        parse_params(raw)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """The tiny generated Market-1501 downloaded and split in a working copy."""
+    from reid.pipeline.download import download
+    from reid.pipeline.split import split
+
+    tiny_params(_copy_params(tmp_path), tracking=False)
+    monkeypatch.chdir(tmp_path)
+    params = load_params("params.yaml")
+    data = params.data["market1501"]
+    download("market1501", data, raw_dir("market1501"))
+    split("market1501", data, raw_dir("market1501"), split_dir("market1501"))
+    return params
+
+
+def _copy_params(tmp_path: Path) -> Path:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    return target
+
+
+def _train(params, **eval_changes):
+    from reid.pipeline.training import train_backbone
+
+    params = dataclasses.replace(
+        params, eval=dataclasses.replace(params.eval, period=1, **eval_changes),
+        train=dataclasses.replace(params.train, epochs=3, warmup_epochs=1, milestones=[2]))
+    train_backbone(params, "resnet50", "market1501", progress=False)
+    return pd.read_csv(train_plot_dir("resnet50", "market1501") / "eval.csv")
+
+
+def test_with_a_validation_split_the_test_images_are_never_read(workdir):
+    manifest = read_manifest(manifest_path("market1501"))
+    test_images = manifest[manifest["split"] != "train"]["path"]
+    for path in test_images:
+        Path(path).unlink()  # reading any of them would fail
+    evals = _train(workdir, val_ids=2, select="best_val")
+    assert evals["split"].eq("validation").all() and evals["epoch"].tolist() == [1, 2, 3]
+    saved = torch.load(model_path("resnet50", "market1501"), weights_only=False)
+    best = evals.loc[evals["mAP"].idxmax()]  # the first of equal maxima
+    assert saved["selected"]["epoch"] == best["epoch"] and saved["selected"]["by"] == (
+        "best validation mAP")
+    assert saved["num_classes"] == manifest[manifest["split"] == "train"]["pid"].nunique() - 2
+    # without the validation split the same run scores the test split: it needs those images
+    with pytest.raises(InputError, match="cannot read image"):
+        _train(workdir, val_ids=0, select="last")
+
+
+def test_without_a_validation_split_training_scores_the_test_split(workdir):
+    evals = _train(workdir, val_ids=0, select="last")
+    assert evals["split"].eq("test").all() and len(evals) == 3
+    assert ((0 <= evals["mAP"]) & (evals["mAP"] <= 100)).all()
+    saved = torch.load(model_path("resnet50", "market1501"), weights_only=False)
+    assert saved["selected"] == {"epoch": 3, "by": "last", "split": "test",
+                                 "mAP": evals["mAP"].iloc[-1]}
