@@ -175,3 +175,16 @@ def test_eval_period_scores_every_n_epochs_and_the_last(tmp_path):
     _, history = _tiny_training(tmp_path, evaluator=lambda m: calls.append(1) or {"mAP": 1.0},
                                 eval_period=2)
     assert len(calls) == 2 and ["eval.mAP" in h for h in history] == [False, True, True]
+
+
+def test_evaluating_during_training_does_not_change_the_training(tmp_path):
+    """Scoring draws random numbers (a DataLoader seeds itself); the weights must not move."""
+    def evaluator(model):
+        torch.rand(3)
+        list(torch.utils.data.DataLoader(range(4), shuffle=True))
+        return {"mAP": 1.0}
+
+    plain, _ = _tiny_training(tmp_path / "a")
+    scored, _ = _tiny_training(tmp_path / "b", evaluator=evaluator, eval_period=1)
+    a, b = plain.state_dict(), scored.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

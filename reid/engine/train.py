@@ -229,10 +229,14 @@ def eval_due(epoch: int, epochs: int, period: int) -> bool:
 def _evaluate(model: nn.Module, evaluator: Callable[[nn.Module], dict[str, float]],
               epoch: int, epochs: int) -> dict[str, float]:
     start = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
-        scores = evaluator(model)
-    model.train()
+    state = rng_state()  # scoring draws random numbers (a DataLoader's seed): training must not
+    model.eval()         # change with eval.period, so its random streams are put back
+    try:
+        with torch.no_grad():
+            scores = evaluator(model)
+    finally:
+        model.train()
+        set_rng_state(state)
     seconds = time.perf_counter() - start
     log.info("epoch %d/%d  evaluation: %s  (%.1f s)", epoch + 1, epochs,
              "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), seconds)
