@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -309,15 +310,18 @@ def test_exp_run_trains_with_two_processes(repro, env):
         assert_metrics_match_per_query(repro, ds, headline)
     assert json.loads(run(["dvc", "status", "--json"], repro, env)) == {}
     # new models: a run each, named after the experiment, with its losses and test metrics
-    from mlflow import MlflowClient
-
-    runs = [r for rs in model_runs(MlflowClient(env["MLFLOW_TRACKING_URI"])).values()
-            for r in rs if r.data.tags.get("dvc_exp_name")]
-    assert len(runs) == len(BACKBONES) * len(DATASETS)
-    for r in runs:
-        tags = r.data.tags
-        assert r.info.run_name == f"{tags['backbone']}-{tags['dataset']} @ {tags['dvc_exp_name']}"
-        assert {"loss", "test.mAP", "test.rerank.mAP"} <= set(r.data.metrics)
+    # (read with a fresh sqlite connection: this process's MLflow client may hold an old view)
+    db = sqlite3.connect(repro / "test-mlflow.db")
+    named = db.execute("select r.run_uuid, r.name, t.value from runs r join tags t on "
+                       "r.run_uuid = t.run_uuid where t.key = 'dvc_exp_name'").fetchall()
+    assert len(named) == len(BACKBONES) * len(DATASETS)
+    for run_id, name, exp_name in named:
+        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (run_id,)))
+        keys = {k for (k,) in db.execute("select key from latest_metrics where run_uuid = ?",
+                                         (run_id,))}
+        assert name == f"{tags['backbone']}-{tags['dataset']} @ {exp_name}"
+        assert {"loss", "test.mAP", "test.rerank.mAP"} <= keys
+    db.close()
 
 
 def test_a_dvc_remote_shares_data_and_models(repro, env, tmp_path):
