@@ -1,10 +1,15 @@
-"""Shared fixtures: the repository root and the read-only real data in ../shared/data."""
+"""Shared fixtures: the repository root, the real data in ../shared/data, a model file, crops."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
+
+from reid.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -21,3 +26,28 @@ def shared_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (real data lives in ../shared/data beside the repo)")
     return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A model file in the train stage's format, 64x32 input (untrained weights: the
+    embedding path is the same); shared by the API, export and rank tests."""
+    torch.manual_seed(0)
+    model = build_model("resnet50", 4)
+    path = tmp_path_factory.mktemp("models") / "market1501.pt"
+    torch.save({"backbone": "resnet50", "dataset": "market1501", "num_classes": 4,
+                "feature_dim": model.feature_dim, "effnet_variant": "tf_efficientnetv2_s",
+                "input_size": [64, 32], "pretrained": None, "train_config": {"lr": 1e-3},
+                "state_dict": model.state_dict(), "history": [{"epoch": 1, "loss": 3.5}]}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Five random 128x64 PNG crops."""
+    folder = tmp_path_factory.mktemp("crops")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        pixels = rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+    return folder

@@ -12,30 +12,6 @@ from PIL import Image
 from reid.api import load_model
 from reid.commands import main
 from reid.errors import InputError
-from reid.models import build_model
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    """A model file in the train stage's format (untrained weights: embedding is the same)."""
-    torch.manual_seed(0)
-    model = build_model("resnet50", 4)
-    path = tmp_path_factory.mktemp("models") / "market1501.pt"
-    torch.save({"backbone": "resnet50", "dataset": "market1501", "num_classes": 4,
-                "feature_dim": model.feature_dim, "effnet_variant": "tf_efficientnetv2_s",
-                "input_size": [64, 32], "pretrained": None, "train_config": {"lr": 1e-3},
-                "state_dict": model.state_dict(), "history": [{"epoch": 1, "loss": 3.5}]}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("crops")
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        pixels = rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
-    return folder
 
 
 def test_embed_is_the_pipelines_feature_for_every_input_kind(model_file, images):

@@ -13,7 +13,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
 
 import reid.export
 from reid.api import image_loader, load_model
@@ -22,31 +21,7 @@ from reid.data.manifest import build_manifest, write_manifest
 from reid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reid.errors import InputError
 from reid.export import METADATA_KEYS, EmbeddingModule, load_onnx
-from reid.models import build_model
 from reid.paths import manifest_path
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    """A model file in the train stage's format (untrained weights: embedding is the same)."""
-    torch.manual_seed(0)
-    model = build_model("resnet50", 4)
-    path = tmp_path_factory.mktemp("models") / "market1501.pt"
-    torch.save({"backbone": "resnet50", "dataset": "market1501", "num_classes": 4,
-                "feature_dim": model.feature_dim, "effnet_variant": "tf_efficientnetv2_s",
-                "input_size": [64, 32], "pretrained": None, "train_config": {"lr": 1e-3},
-                "state_dict": model.state_dict(), "history": [{"epoch": 1, "loss": 3.5}]}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("crops")
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        pixels = rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -8,28 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from reid.api import load_model
 from reid.commands import main, rank
 from reid.metrics.rerank import k_reciprocal_rerank
-from reid.models import build_model
 from reid.report.ranked import NEUTRAL
 
 NUM_QUERY, NUM_GALLERY = 4, 10
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    """A model file in the train stage's format (untrained weights), 64x32 input."""
-    torch.manual_seed(0)
-    model = build_model("resnet50", 3)
-    path = tmp_path_factory.mktemp("models") / "market1501.pt"
-    torch.save({"backbone": "resnet50", "dataset": "market1501", "num_classes": 3,
-                "feature_dim": model.feature_dim, "input_size": [64, 32], "pretrained": None,
-                "state_dict": model.state_dict(), "history": []}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
