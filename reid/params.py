@@ -135,6 +135,7 @@ class EvalParams:
     bootstrap_resamples: int  # 95% intervals of mAP / rank-1 (reid.metrics.bootstrap)
     bootstrap_seed: int
     period: int  # evaluate during training every N epochs and at the last (0: off)
+    period_flip: bool  # flip-average then too (twice the cost of each of those evaluations)
     val_ids: int  # training ids moved into a validation split scored during training (0: off)
     select: Literal["last", "best_val"]  # the weights a model file keeps
 

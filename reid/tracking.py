@@ -96,7 +96,8 @@ class Tracker:
     a disabled tracker reads none of it; `run_params` adds keys such as `run.dataset`. With
     `find` (tags), the newest run carrying those tags whose params agree with these on the keys
     that `match(flat params)` keeps is continued; without a match, or without `find`, a new run
-    starts (or `run_id`'s, when given).
+    starts (or `run_id`'s, when given), nested (`mlflow.parentRunId`) under the first run with
+    the `find` tags: the model's training run.
     """
 
     def __init__(
@@ -135,9 +136,11 @@ class Tracker:
         flat = {k: str(v) for k, v in {
             **(as_flat_dict(self.params) if self.params is not None else {}),
             **self.run_params}.items()}
-        found = None
+        found = origin = None
         if self.find and not self.run_id:
             found = _matching_run(mlflow, experiment_id, self.find, self.match(flat))
+            if found is None:  # a new run of the model, nested under the one that trained it
+                origin = _matching_run(mlflow, experiment_id, self.find, {}, oldest=True)
         run = mlflow.start_run(run_id=found or self.run_id, experiment_id=experiment_id,
                                run_name=None if found or self.run_id else self.run_name)
         self.run_id = run.info.run_id
@@ -146,7 +149,8 @@ class Tracker:
             mlflow.log_params(fresh)
         # a found run keeps the tags of the stage that started it (its commit, its stage) and
         # says which code and experiment evaluated it last
-        tags = {**(self.find or {}), **self.tags}
+        tags = {**(self.find or {}), **self.tags,
+                **({"mlflow.parentRunId": origin} if origin else {})}
         mlflow.set_tags({**tags, **{f"evaluated_{k}": v for k, v in run_tags().items()
                                     if k in ("git_commit", "dvc_exp_name")}}
                         if found else run_tags(tags))
@@ -201,14 +205,15 @@ def _experiment_id(mlflow: Any, name: str) -> str:
 
 
 def _matching_run(mlflow: Any, experiment_id: str, tags: dict[str, str],
-                  wanted: dict[str, str]) -> str | None:
-    """The newest run with `tags` whose params hold `wanted` exactly, or None."""
+                  wanted: dict[str, str], *, oldest: bool = False) -> str | None:
+    """The newest (`oldest`: the first) run with `tags` whose params hold `wanted` exactly,
+    or None. The first run with a model's digest is the one that trained it."""
     for value in tags.values():  # digests and names: nothing to escape in the filter
         if not re.fullmatch(r"[\w.:-]+", value):
             raise ValueError(f"tag value {value!r} cannot be searched for")
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     runs = mlflow.search_runs([experiment_id], filter_string=query, output_format="list",
-                              order_by=["attributes.start_time DESC"])
+                              order_by=[f"attributes.start_time {'ASC' if oldest else 'DESC'}"])
     for run in runs:
         if {k: run.data.params.get(k) for k in wanted} == wanted:
             return run.info.run_id

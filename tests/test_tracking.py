@@ -68,10 +68,16 @@ def test_other_params_or_another_model_start_a_new_run(store, params, monkeypatc
     assert run.data.tags["dvc_exp_name"] == "brisk-lynx"
     assert run.info.run_name == "resnet50-market1501 @ brisk-lynx"
     assert "test.mAP" not in store.get_run(train.run_id).data.metrics
+    assert run.data.tags["mlflow.parentRunId"] == train.run_id  # nested under its training
+    assert "mlflow.parentRunId" not in store.get_run(other.run_id).data.tags  # no such model
     # the second evaluation under the cosine params finds the cosine run, not the training's
     with model_tracker(cosine, find={"model_sha256": "abc"}) as rerank:
         pass
     assert rerank.run_id == evaluate.run_id
+    euclidean_k5 = dataclasses.replace(params, rerank=dataclasses.replace(params.rerank, k1=5))
+    with model_tracker(euclidean_k5, find={"model_sha256": "abc"}) as third:
+        pass
+    assert store.get_run(third.run_id).data.tags["mlflow.parentRunId"] == train.run_id
 
 
 def test_params_that_do_not_bear_on_the_model_keep_its_run(store, params):

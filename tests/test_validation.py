@@ -110,3 +110,37 @@ def test_without_a_validation_split_training_scores_the_test_split(workdir):
     saved = torch.load(model_path("resnet50", "market1501"), weights_only=False)
     assert saved["selected"] == {"epoch": 3, "by": "last", "split": "test",
                                  "mAP": evals["mAP"].iloc[-1]}
+
+
+def test_scoring_during_training_is_the_evaluate_stages_on_the_same_images(workdir):
+    """The evaluator decodes once and embeds the uint8 images; its features and scores are
+    those of the extract_features + evaluate path, flip-averaged when eval.period_flip."""
+    from reid.data.batches import decode_images
+    from reid.engine.extract import extract_decoded, extract_features
+    from reid.pipeline.features import query_gallery_loaders
+    from reid.pipeline.models import initial_model
+    from reid.pipeline.scoring import score
+    from reid.pipeline.validation import build_evaluator
+    from reid.report.tables import scores
+
+    rows = read_manifest(manifest_path("market1501"))
+    rows = rows[rows["split"] != "train"]
+    cpu, size = torch.device("cpu"), (64, 32)
+    torch.manual_seed(0)
+    model = initial_model(workdir, "resnet50", 8).eval()
+    loaders = query_gallery_loaders(workdir, rows, size, cpu)
+    decoded = decode_images(rows[rows["split"] == "gallery"]["path"].tolist(), *size,
+                            num_workers=0, progress=False)
+    for flip in (True, False):
+        expected = extract_features(model, loaders["gallery"], device=cpu, flip=flip)
+        got = extract_decoded(model, decoded, device=cpu, batch_size=64, flip=flip)
+        assert torch.allclose(got, torch.from_numpy(expected), atol=1e-6)
+    assert not torch.allclose(got, extract_decoded(model, decoded, device=cpu, flip=True))
+
+    params = dataclasses.replace(workdir, eval=dataclasses.replace(workdir.eval, period_flip=True))
+    arrays = {s: extract_features(model, loaders[s], device=cpu, flip=True) for s in loaders}
+    for s in loaders:
+        part = rows[rows["split"] == s]
+        arrays.update({f"{s}_pids": part["pid"].to_numpy(),
+                       f"{s}_camids": part["camid"].to_numpy()})
+    assert build_evaluator(params, rows, size, cpu)(model) == scores(score(arrays, params.eval))

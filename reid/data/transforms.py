@@ -58,6 +58,13 @@ def build_train_transform(
     return v2.Compose(steps)
 
 
+def normalise_decoded(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) images, already resized -> float32, normalised as the test transform
+    normalises (ToDtype with scale, then ImageNet Normalize), on the images' device."""
+    x = v2.functional.to_dtype(images, torch.float32, scale=True)
+    return v2.functional.normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
 def build_test_transform(height: int, width: int) -> Callable[[Image.Image], torch.Tensor]:
     """PIL image -> float32 tensor (3, height, width): resize and normalise, nothing random."""
     _check_size(height, width)

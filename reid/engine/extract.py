@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from reid.data.transforms import normalise_decoded
 from reid.engine.runtime import autocast_dtype
 
 
@@ -53,3 +54,37 @@ def extract_features(
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(chunks).numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def extract_decoded(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    device: torch.device,
+    batch_size: int = 128,
+    flip: bool = True,
+    normalize: bool = True,
+    amp: bool = True,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 (N, 3, H, W) images decoded at the input size (`reid.data.batches.decode_images`)
+    -> (N, D) float32 embeddings on `device`.
+
+    The rows `extract_features` gives for the same images through the test transform, without
+    a DataLoader: evaluation during training embeds one set every few epochs, so the images are
+    decoded once and each evaluation only runs the network (on the GPU when `device` is one).
+    """
+    model.eval().to(device)
+    amp_dtype = autocast_dtype(device, amp)
+    chunks = []
+    for batch in images.split(batch_size):
+        x = normalise_decoded(batch.to(device, non_blocking=True))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            feats = embedding(model, x, flip=flip, normalize=False)
+        chunks.append(torch.nn.functional.normalize(feats, dim=1) if normalize else feats)
+    if not chunks:
+        return torch.zeros((0, 0), dtype=torch.float32, device=device)
+    return torch.cat(chunks)

@@ -21,37 +21,14 @@ import torch
 from reid.data.manifest import read_manifest
 from reid.engine.runtime import select_device
 from reid.io import write_json
-from reid.metrics import evaluate_ranking
-from reid.metrics.distance import pairwise_distance
-from reid.params import BACKBONES, EvalParams, Params
-from reid.paths import cross_domain_cell_path, features_path, manifest_path, model_path, split_dir
+from reid.params import BACKBONES, Params
+from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
 from reid.pipeline.features import SPLITS, embed, query_gallery_loaders
 from reid.pipeline.models import load_trained_model
+from reid.pipeline.scoring import load_features, score
 from reid.report.tables import scores
 
 log = logging.getLogger(__name__)
-
-
-def score_features(arrays: dict[str, np.ndarray], ev: EvalParams) -> dict[str, Any]:
-    """`evaluate_ranking` of query x gallery features under `eval.metric`, as `evaluate` does.
-
-    `arrays` holds "query" (Q, D) and "gallery" (G, D) features with their "query_pids",
-    "query_camids", "gallery_pids", "gallery_camids" (the layout of `features/<ds>/<b>.npz`).
-    """
-    return evaluate_ranking(
-        pairwise_distance(arrays["query"], arrays["gallery"], ev.metric),
-        arrays["query_pids"], arrays["gallery_pids"],
-        arrays["query_camids"], arrays["gallery_camids"],
-        max_rank=ev.max_rank,
-    )
-
-
-def _extracted(dataset: str, backbone: str) -> dict[str, np.ndarray]:
-    path = features_path(backbone, dataset)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: features not found (run extract_features first)")
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
 
 
 def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
@@ -80,9 +57,9 @@ def cross_eval(params: Params, train: str, test: str) -> dict[str, Any]:
         device = select_device(params.train.device)
     cell_scores: dict[str, dict[str, float]] = {}
     for backbone in BACKBONES:
-        arrays = (_extracted(test, backbone) if diagonal
+        arrays = (load_features(backbone, test) if diagonal
                   else _embedded(params, train, backbone, manifest, device))
-        result = score_features(arrays, params.eval)
+        result = score(arrays, params.eval)
         cell_scores[backbone] = scores(result)
         log.info("%s -> %s, %s: mAP %.2f, rank-1 %.2f", train, test, backbone,
                  cell_scores[backbone]["mAP"], cell_scores[backbone]["rank1"])

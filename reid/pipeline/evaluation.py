@@ -17,39 +17,24 @@ import numpy as np
 import pandas as pd
 
 from reid.io import atomic_path, write_json
-from reid.metrics import evaluate_ranking, k_reciprocal_rerank
+from reid.metrics import k_reciprocal_rerank
 from reid.metrics.bootstrap import bootstrap_intervals, per_query_scores
 from reid.metrics.distance import pairwise_distance
 from reid.params import BACKBONES, EvalParams, Params
 from reid.paths import (
     cmc_plot_dir,
-    features_path,
     metrics_path,
     per_query_dir,
     results_dir,
     split_dir,
 )
+from reid.pipeline.scoring import load_features, rank, score
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_ranked_list, ranked_gallery
 from reid.report.tables import model_label, results_table, scores, write_results
 from reid.tracking import Tracker, model_params, model_run_name
 
 log = logging.getLogger(__name__)
-
-
-def _load_features(backbone: str, dataset: str) -> dict[str, np.ndarray]:
-    path = features_path(backbone, dataset)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: features not found (run extract_features first)")
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
-
-
-def _rank(distmat: np.ndarray, f: dict[str, np.ndarray], max_rank: int) -> dict[str, Any]:
-    return evaluate_ranking(
-        distmat, f["query_pids"], f["gallery_pids"], f["query_camids"], f["gallery_camids"],
-        max_rank=max_rank,
-    )
 
 
 def per_query_table(result: dict[str, Any], f: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -164,18 +149,14 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
     protocol: dict[str, Any] = {}
     infos: dict[str, dict[str, Any]] = {}
     for backbone in BACKBONES:
-        f = _load_features(backbone, dataset)
+        f = load_features(backbone, dataset)
         infos[backbone] = json.loads(str(f["model_info"]))
-        result = _rank(pairwise_distance(f["query"], f["gallery"], ev.metric), f, ev.max_rank)
+        result = score(f, ev)
         tables[backbone] = per_query_table(result, f)
         metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
         cmc_curves[backbone] = 100 * result["cmc"]
         if "untrained_query" in f:
-            base = _rank(
-                pairwise_distance(f["untrained_query"], f["untrained_gallery"], ev.metric),
-                f, ev.max_rank,
-            )
-            untrained[backbone] = scores(base)
+            untrained[backbone] = scores(score(f, ev, prefix="untrained_"))
         protocol = _protocol(dataset, f, result)
     output = {
         "headline": _headline(params.backbone, metrics),
@@ -228,12 +209,12 @@ def rerank(params: Params, dataset: str) -> dict[str, Any]:
     infos: dict[str, dict[str, Any]] = {}
     protocol: dict[str, Any] = {}
     for backbone in BACKBONES:
-        f = _load_features(backbone, dataset)
+        f = load_features(backbone, dataset)
         infos[backbone] = json.loads(str(f["model_info"]))
         reranked = k_reciprocal_rerank(
             *rerank_features(f, ev), k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value
         )
-        result = _rank(reranked, f, ev.max_rank)
+        result = rank(reranked, f, ev.max_rank)
         tables[backbone] = per_query_table(result, f)
         metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
         protocol = _protocol(dataset, f, result)

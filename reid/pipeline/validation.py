@@ -16,14 +16,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from reid.data.batches import decode_images, keeps_on_device
+from reid.engine.extract import extract_decoded
 from reid.errors import InputError
-from reid.metrics import evaluate_ranking
-from reid.metrics.distance import pairwise_distance
 from reid.params import Params
-from reid.pipeline.features import embed, query_gallery_loaders
+from reid.pipeline.scoring import score
+from reid.report.tables import scores
 
 log = logging.getLogger(__name__)
-SCORES = ("mAP", "rank1", "rank5", "rank10", "mINP")
+SPLITS = ("query", "gallery")
 
 
 def validation_split(train: pd.DataFrame, num_ids: int, seed: int
@@ -57,20 +58,32 @@ def validation_split(train: pd.DataFrame, num_ids: int, seed: int
 def build_evaluator(params: Params, rows: pd.DataFrame, input_size: tuple[int, int],
                     device: torch.device) -> Callable[[nn.Module], dict[str, float]]:
     """model -> {"mAP", "rank1", "rank5", "rank10", "mINP"} in percent on `rows` (a query and
-    a gallery split): the evaluate stage's embedding and protocol; ranking on the GPU there."""
-    loaders = query_gallery_loaders(params, rows, input_size, device)
-    split = {s: rows[rows["split"] == s] for s in ("query", "gallery")}
+    a gallery split), under the evaluate stage's protocol.
+
+    The images are decoded once, here (on the GPU when they fit there), so each evaluation only
+    runs the network and ranks: the embedding is `extract_features`' on the same pixels, with
+    the mirror averaged only when `eval.period_flip` (twice the cost; the final evaluation
+    follows `eval.flip`). The ranking runs on the GPU there.
+    """
+    ev, t = params.eval, params.train
+    split = {s: rows[rows["split"] == s] for s in SPLITS}
+    images = {s: decode_images(split[s]["path"].tolist(), *input_size,
+                               num_workers=t.num_workers) for s in SPLITS}
+    nbytes = sum(x.numel() for x in images.values())
+    if keeps_on_device(nbytes, device):
+        images = {s: x.to(device) for s, x in images.items()}
+    labels = {f"{s}_{key}": split[s][col].to_numpy() for s in SPLITS
+              for key, col in (("pids", "pid"), ("camids", "camid"))}
+    log.info("evaluation during training: %d query, %d gallery images decoded (%.0f MB on %s)",
+             len(split["query"]), len(split["gallery"]), nbytes / 1e6, images["query"].device)
 
     def evaluator(model: nn.Module) -> dict[str, float]:
-        feats = embed(params, model, loaders, device, "evaluate")
-        result = evaluate_ranking(
-            pairwise_distance(feats["query"], feats["gallery"], params.eval.metric),
-            split["query"]["pid"].to_numpy(), split["gallery"]["pid"].to_numpy(),
-            split["query"]["camid"].to_numpy(), split["gallery"]["camid"].to_numpy(),
-            max_rank=params.eval.max_rank, device=device if device.type == "cuda" else None,
-        )
-        cmc = result["cmc"]
-        return {"mAP": 100 * result["mAP"], "rank1": 100 * cmc[0], "rank5": 100 * cmc[4],
-                "rank10": 100 * cmc[9], "mINP": 100 * result["mINP"]}
+        feats = {s: extract_decoded(
+            model, images[s], device=device, batch_size=ev.batch_size, flip=ev.period_flip,
+            normalize=ev.normalize, amp=t.amp,
+            channels_last=t.channels_last and device.type == "cuda").cpu().numpy()
+            for s in SPLITS}
+        return scores(score({**feats, **labels}, ev,
+                            device=device if device.type == "cuda" else None))
 
     return evaluator

@@ -1,0 +1,45 @@
+"""Query x gallery scoring under the evaluation protocol, and the feature files it reads.
+
+One definition for every stage that scores: `evaluate`, `rerank`, `cross_eval` and the
+evaluation during training. `arrays` has the layout of `features/<ds>/<b>.npz`: "query" (Q, D)
+and "gallery" (G, D) features (an optional prefix, e.g. "untrained_"), with "query_pids",
+"query_camids", "gallery_pids", "gallery_camids".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reid.metrics import evaluate_ranking
+from reid.metrics.distance import pairwise_distance
+from reid.params import EvalParams
+from reid.paths import features_path
+
+
+def load_features(backbone: str, dataset: str) -> dict[str, np.ndarray]:
+    """Every array of `features/<dataset>/<backbone>.npz` (written by extract_features)."""
+    path = features_path(backbone, dataset)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: features not found (run extract_features first)")
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def rank(distmat: np.ndarray, arrays: dict[str, np.ndarray], max_rank: int,
+         device: Any = None) -> dict[str, Any]:
+    """`evaluate_ranking` of a (Q, G) distance matrix with the ids and cameras of `arrays`
+    (same-id same-camera gallery images ignored; `device` a torch device for the GPU path)."""
+    return evaluate_ranking(
+        distmat, arrays["query_pids"], arrays["gallery_pids"],
+        arrays["query_camids"], arrays["gallery_camids"],
+        max_rank=max_rank, device=device,
+    )
+
+
+def score(arrays: dict[str, np.ndarray], ev: EvalParams, *, prefix: str = "",
+          device: Any = None) -> dict[str, Any]:
+    """`rank` of the `prefix`query x `prefix`gallery features under `eval.metric`."""
+    distmat = pairwise_distance(arrays[f"{prefix}query"], arrays[f"{prefix}gallery"], ev.metric)
+    return rank(distmat, arrays, ev.max_rank, device)
