@@ -90,3 +90,18 @@ def test_load_model_is_exported_lazily_by_the_package():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "ok"
+
+
+def test_the_reid_command_parses_without_torch():
+    """`reid --help` and argument errors answer at once: no sub-command imports torch to build
+    its parser (importing it takes seconds)."""
+    import subprocess
+    import sys
+
+    from tests.dvc_stages import REPO
+
+    code = ("import sys; from reid.commands import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -177,6 +177,11 @@ def test_help(capsys):
     text = capsys.readouterr().out
     for option in ("--images", "--tolerance", "--no-flip", "--no-normalize", "parity"):
         assert option in text
+    from reid.export import DEFAULT_OPSET, DEFAULT_TOLERANCE
+
+    flat = " ".join(text.split())
+    assert f"(default {DEFAULT_TOLERANCE:.0e}, fp32)" in flat  # the help names the defaults
+    assert f"(default {DEFAULT_OPSET})" in flat
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "export" in capsys.readouterr().out

@@ -104,7 +104,7 @@ def test_plain_ranking_is_squared_euclidean_argsort(model_file, crops, features,
     assert not [p for p in out.rglob(".*")]  # no temporaries left
 
 
-def test_rerank_and_top_k(model_file, crops, features, tmp_path):
+def test_rerank_and_top_k(model_file, crops, features, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_rank(model_file, crops, out, "--rerank", "--k1", "4", "--k2", "2",
                     "--lambda", "0.2", "--pictures", "9") == 0
@@ -119,7 +119,9 @@ def test_rerank_and_top_k(model_file, crops, features, tmp_path):
     assert got != expected_rows(crops, k_reciprocal_rerank(*features), NUM_GALLERY)
     assert len(list((out / "ranked").iterdir())) == NUM_QUERY  # --pictures capped at queries
 
+    capsys.readouterr()
     assert run_rank(model_file, crops, out, "--top-k", "3", "--pictures", "0") == 0
+    assert "pictures of an earlier ranking" in capsys.readouterr().err  # ranked/ is stale
     rows = read_ranking(out)
     assert len(rows) == NUM_QUERY * 3
     check_ranking(rows, crops, plain, 3)

@@ -12,13 +12,14 @@ Writes, each file complete or not at all:
                     in input order; equal distances keep the gallery's input order
   OUT/ranked/       NNNN_<query stem>.png for the first --pictures queries (NNNN: the query's
                     0-based position), the query then its top-k, each with its distance
-                    (OUT/ranked/ is replaced as a whole; --pictures 0 leaves it as it is)
+                    (OUT/ranked/ is replaced as a whole; --pictures 0 leaves it, and says so)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,4 +169,7 @@ def run(args: argparse.Namespace) -> int:
           + (f" (--top-k {args.top_k} capped at the gallery size)" if k < args.top_k else ""))
     if num_pictures:
         print(f"{out / 'ranked'}/: {num_pictures} ranked-list pictures")
+    elif (out / "ranked").exists():
+        print(f"note: {out / 'ranked'}/ holds the pictures of an earlier ranking, not of this "
+              "one (--pictures 0 draws none)", file=sys.stderr)
     return 0
