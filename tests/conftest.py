@@ -28,18 +28,22 @@ def shared_data(relative: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    """A model file in the train stage's format, 64x32 input (untrained weights: the
-    embedding path is the same); shared by the API, export and rank tests."""
+def write_model_file(path: Path, backbone: str = "resnet50") -> Path:
+    """A model file in the train stage's format, 64x32 input, seeded untrained weights (the
+    embedding path is the same as a trained model's)."""
     torch.manual_seed(0)
-    model = build_model("resnet50", 4)
-    path = tmp_path_factory.mktemp("models") / "market1501.pt"
-    torch.save({"backbone": "resnet50", "dataset": "market1501", "num_classes": 4,
+    model = build_model(backbone, 4)
+    torch.save({"backbone": backbone, "dataset": "market1501", "num_classes": 4,
                 "feature_dim": model.feature_dim, "effnet_variant": "tf_efficientnetv2_s",
                 "input_size": [64, 32], "pretrained": None, "train_config": {"lr": 1e-3},
                 "state_dict": model.state_dict(), "history": [{"epoch": 1, "loss": 3.5}]}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A ResNet50 model file (`write_model_file`), shared by the API, export and rank tests."""
+    return write_model_file(tmp_path_factory.mktemp("models") / "market1501.pt")
 
 
 @pytest.fixture(scope="module")

@@ -123,6 +123,21 @@ def test_rank_with_onnx_ranks_like_pt(exported, model_file, images, tmp_path, ca
     assert "runs on the CPU" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("backbone", ["resnet50_ibn_a", "effnetv2"])
+def test_the_other_backbones_export_with_parity(backbone, images, tmp_path):
+    """IBN-a's instance norms and EfficientNet-v2's blocks go through the same exporter."""
+    from tests.conftest import write_model_file
+
+    model_file = write_model_file(tmp_path / "market1501.pt", backbone)
+    out = tmp_path / "model.onnx"
+    diff = reid.export.export_onnx(model_file, out, images=[images])
+    assert diff <= 1e-4 and out.is_file()
+    onnx_feats = load_onnx(out).embed(images)
+    torch_feats = load_model(model_file, device="cpu").embed(images)
+    assert onnx_feats.shape == torch_feats.shape == (5, load_model(model_file).feature_dim)
+    np.testing.assert_allclose(onnx_feats, torch_feats, atol=1e-4, rtol=0)
+
+
 def test_failed_parity_fails_the_export_and_leaves_no_file(model_file, images, tmp_path,
                                                            monkeypatch, capsys):
     """A graph that differs from extract_features (here by 0.01) is caught by the real check."""
