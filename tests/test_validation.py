@@ -135,6 +135,8 @@ def test_scoring_during_training_is_the_evaluate_stages_on_the_same_images(workd
         expected = extract_features(model, loaders["gallery"], device=cpu, flip=flip)
         got = extract_decoded(model, decoded, device=cpu, batch_size=64, flip=flip)
         assert torch.allclose(got, torch.from_numpy(expected), atol=1e-6)
+        nhwc = extract_decoded(model, decoded, device=cpu, flip=flip, channels_last=True)
+        assert torch.allclose(nhwc, got, atol=1e-5)  # the memory order the GPU path uses
     assert not torch.allclose(got, extract_decoded(model, decoded, device=cpu, flip=True))
 
     params = dataclasses.replace(workdir, eval=dataclasses.replace(workdir.eval, period_flip=True))
