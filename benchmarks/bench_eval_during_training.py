@@ -28,15 +28,17 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from reid.data.manifest import read_manifest
 from reid.engine.runtime import select_device
 from reid.engine.train import train
 from reid.losses import ReidLoss
-from reid.params import BACKBONES, load_params
+from reid.params import BACKBONES, Params, load_params
 from reid.paths import manifest_path
 from reid.pipeline.features import embed, query_gallery_loaders
 from reid.pipeline.models import initial_model
@@ -55,7 +57,7 @@ def cpu_name() -> str:
     return platform.machine()
 
 
-def timed(fn, repeats: int, device: torch.device) -> float:
+def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median seconds of `fn()` over `repeats` calls."""
     times = []
     for _ in range(repeats):
@@ -69,17 +71,20 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def loader_scoring(params, rows, model, size, device):
-    """The old per-evaluation path: loaders decode every image, flip per eval.flip."""
+def loader_scoring(params: Params, rows: pd.DataFrame, model: torch.nn.Module,
+                   size: tuple[int, int], device: torch.device) -> Callable[[], object]:
+    """The old per-evaluation path: DataLoader workers decode every image, with the mirror;
+    ranked on the GPU under CUDA, as the old evaluator did."""
+    params = dataclasses.replace(params, eval=dataclasses.replace(params.eval, flip=True))
     loaders = query_gallery_loaders(params, rows, size, device)
 
-    def run():
+    def run() -> object:
         arrays = embed(params, model, loaders, device, "loader")
         for s in ("query", "gallery"):
             part = rows[rows["split"] == s]
             arrays[f"{s}_pids"], arrays[f"{s}_camids"] = (part["pid"].to_numpy(),
                                                           part["camid"].to_numpy())
-        return score(arrays, params.eval)
+        return score(arrays, params.eval, device=device if device.type == "cuda" else None)
 
     return run
 
@@ -104,17 +109,18 @@ def main() -> None:
     size = (params.input.height, params.input.width)
     num_classes = int(rows["label"].nunique())
 
+    model = initial_model(params, args.backbone, num_classes)
+    criterion = ReidLoss(num_classes, model.feature_dim, epsilon=params.train.label_smoothing,
+                         margin=params.train.margin, center_weight=params.train.center_weight)
+    # in the train stage's order: the training batches first (on a GPU, what is left of its
+    # memory decides where the evaluation images go)
+    batches = build_train_batches(params, rows["path"].tolist(), rows["label"].tolist(), device)
     start = time.perf_counter()
     no_flip = build_evaluator(params, eval_rows, size, device)
     decode_seconds = time.perf_counter() - start
     flip_params = dataclasses.replace(params, eval=dataclasses.replace(params.eval,
                                                                        period_flip=True))
-    with_flip = build_evaluator(flip_params, eval_rows, size, device)
-
-    model = initial_model(params, args.backbone, num_classes)
-    criterion = ReidLoss(num_classes, model.feature_dim, epsilon=params.train.label_smoothing,
-                         margin=params.train.margin, center_weight=params.train.center_weight)
-    batches = build_train_batches(params, rows["path"].tolist(), rows["label"].tolist(), device)
+    with_flip = build_evaluator(flip_params, eval_rows, size, device)  # a second copy
     cfg = dataclasses.replace(train_config(params, args.backbone), epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         history = train(model, criterion, batches, cfg, device=device,

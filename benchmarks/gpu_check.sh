@@ -98,6 +98,8 @@ sed -n '/^input:/,/^models:/p' "$OUT/params.yaml"
 P="--params $OUT/params.yaml --dataset cuhk03"
 step 120 $PY stages/download.py $P
 step 60 $PY stages/split.py $P
+# scoring during training against an epoch, on the real test split (GPU path on CUDA)
+step 240 $PY benchmarks/bench_eval_during_training.py $P --epochs 3 --repeats 3
 for backbone in resnet50 effnetv2 resnet50_ibn_a; do
   step 300 $PY stages/train.py $P --backbone "$backbone" --quiet
 done
@@ -105,6 +107,19 @@ step 180 $PY stages/extract_features.py $P
 step 60 $PY stages/evaluate.py $P
 step 120 $PY stages/rerank.py $P
 cat results/cuhk03/results.md
+# the evaluations inside the real training runs: seconds each against the epoch's
+$PY - <<'PY'
+import pandas as pd
+for backbone in ("resnet50", "effnetv2", "resnet50_ibn_a"):
+    try:
+        evals = pd.read_csv(f"plots/train/{backbone}/cuhk03/eval.csv")
+        epochs = pd.read_csv(f"plots/train/{backbone}/cuhk03/curves.csv")
+    except OSError as err:
+        print(backbone, "no curves:", err)
+        continue
+    print(f"{backbone}: {len(evals)} evaluations, {evals['eval_seconds'].median():.2f} s each "
+          f"(median), training epoch {epochs['epoch_seconds'].median():.2f} s")
+PY
 tar czf "$OUT/gpu_outputs.tgz" "$OUT/params.yaml" results/cuhk03 metrics/cuhk03 \
   plots/train/*/cuhk03 "$OUT/bench_training.json" 2>/dev/null
 echo "TOTAL $((SECONDS - SCRIPT_START)) s"

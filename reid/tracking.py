@@ -96,8 +96,9 @@ class Tracker:
     a disabled tracker reads none of it; `run_params` adds keys such as `run.dataset`. With
     `find` (tags), the newest run carrying those tags whose params agree with these on the keys
     that `match(flat params)` keeps is continued; without a match, or without `find`, a new run
-    starts (or `run_id`'s, when given), nested (`mlflow.parentRunId`) under the first run with
-    the `find` tags: the model's training run.
+    starts (or `run_id`'s, when given). A new run that had `find` is nested
+    (`mlflow.parentRunId`) under the newest run with the `find` and `parent` tags (the model's
+    training run: `parent={"stage": "train_<backbone>"}`), when there is one.
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class Tracker:
         run_id: str | None = None,
         find: dict[str, str] | None = None,
         match: Any = None,
+        parent: dict[str, str] | None = None,
     ) -> None:
         self.enabled = enabled
         self.experiment = experiment
@@ -122,6 +124,7 @@ class Tracker:
         self.run_id = run_id
         self.find = find
         self.match = match or (lambda flat: flat)
+        self.parent = parent
         self._mlflow: Any = None
 
     def __enter__(self) -> Tracker:
@@ -139,8 +142,9 @@ class Tracker:
         found = origin = None
         if self.find and not self.run_id:
             found = _matching_run(mlflow, experiment_id, self.find, self.match(flat))
-            if found is None:  # a new run of the model, nested under the one that trained it
-                origin = _matching_run(mlflow, experiment_id, self.find, {}, oldest=True)
+            if found is None and self.parent:  # a new run of the model, nested under the
+                origin = _matching_run(  # run that trained it
+                    mlflow, experiment_id, {**self.find, **self.parent}, {})
         run = mlflow.start_run(run_id=found or self.run_id, experiment_id=experiment_id,
                                run_name=None if found or self.run_id else self.run_name)
         self.run_id = run.info.run_id
@@ -205,15 +209,14 @@ def _experiment_id(mlflow: Any, name: str) -> str:
 
 
 def _matching_run(mlflow: Any, experiment_id: str, tags: dict[str, str],
-                  wanted: dict[str, str], *, oldest: bool = False) -> str | None:
-    """The newest (`oldest`: the first) run with `tags` whose params hold `wanted` exactly,
-    or None. The first run with a model's digest is the one that trained it."""
+                  wanted: dict[str, str]) -> str | None:
+    """The newest run with `tags` whose params hold `wanted` exactly, or None."""
     for value in tags.values():  # digests and names: nothing to escape in the filter
         if not re.fullmatch(r"[\w.:-]+", value):
             raise ValueError(f"tag value {value!r} cannot be searched for")
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     runs = mlflow.search_runs([experiment_id], filter_string=query, output_format="list",
-                              order_by=[f"attributes.start_time {'ASC' if oldest else 'DESC'}"])
+                              order_by=["attributes.start_time DESC"])
     for run in runs:
         if {k: run.data.params.get(k) for k in wanted} == wanted:
             return run.info.run_id

@@ -34,7 +34,8 @@ def params():
 def model_tracker(params, **kwargs) -> Tracker:
     return Tracker(True, EXPERIMENT, model_run_name("resnet50", "market1501"), params=params,
                    run_params={"run.backbone": "resnet50", "run.dataset": "market1501"},
-                   match=lambda flat: model_params(flat, "resnet50", "market1501"), **kwargs)
+                   match=lambda flat: model_params(flat, "resnet50", "market1501"),
+                   parent={"stage": "train_resnet50"}, **kwargs)
 
 
 def test_evaluation_continues_the_training_run_while_params_agree(store, params):
@@ -53,7 +54,7 @@ def test_evaluation_continues_the_training_run_while_params_agree(store, params)
 
 
 def test_other_params_or_another_model_start_a_new_run(store, params, monkeypatch):
-    with model_tracker(params) as train:
+    with model_tracker(params, tags={"stage": "train_resnet50"}) as train:
         train.set_tags({"model_sha256": "abc"})
     cosine = dataclasses.replace(params, eval=dataclasses.replace(params.eval, metric="cosine"))
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-lynx")
@@ -78,6 +79,18 @@ def test_other_params_or_another_model_start_a_new_run(store, params, monkeypatc
     with model_tracker(euclidean_k5, find={"model_sha256": "abc"}) as third:
         pass
     assert store.get_run(third.run_id).data.tags["mlflow.parentRunId"] == train.run_id
+
+
+def test_without_its_training_run_a_new_run_nests_under_nothing(store, params):
+    """A model trained with tracking off: its evaluations are not nested under each other."""
+    with model_tracker(params, find={"model_sha256": "abc"}) as first:
+        pass
+    cosine = dataclasses.replace(params, eval=dataclasses.replace(params.eval, metric="cosine"))
+    with model_tracker(cosine, find={"model_sha256": "abc"}) as second:
+        pass
+    assert first.run_id != second.run_id
+    for run_id in (first.run_id, second.run_id):
+        assert "mlflow.parentRunId" not in store.get_run(run_id).data.tags
 
 
 def test_params_that_do_not_bear_on_the_model_keep_its_run(store, params):

@@ -112,37 +112,65 @@ def test_without_a_validation_split_training_scores_the_test_split(workdir):
                                  "mAP": evals["mAP"].iloc[-1]}
 
 
-def test_scoring_during_training_is_the_evaluate_stages_on_the_same_images(workdir):
-    """The evaluator decodes once and embeds the uint8 images; its features and scores are
-    those of the extract_features + evaluate path, flip-averaged when eval.period_flip."""
+def test_decoded_images_embed_as_the_test_transforms(workdir):
+    """extract_decoded on images decoded once == extract_features through the DataLoader."""
     from reid.data.batches import decode_images
     from reid.engine.extract import extract_decoded, extract_features
     from reid.pipeline.features import query_gallery_loaders
     from reid.pipeline.models import initial_model
+
+    rows = read_manifest(manifest_path("market1501"))
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = initial_model(workdir, "resnet50", 8).eval()
+    loader = query_gallery_loaders(workdir, rows, (64, 32), cpu)["gallery"]
+    decoded = decode_images(rows[rows["split"] == "gallery"]["path"].tolist(), 64, 32,
+                            num_workers=0, progress=False)
+    for flip in (True, False):
+        expected = torch.from_numpy(extract_features(model, loader, device=cpu, flip=flip))
+        got = extract_decoded(model, decoded, device=cpu, batch_size=64, flip=flip)
+        assert torch.allclose(got, expected, atol=1e-6)
+        nhwc = extract_decoded(model, decoded, device=cpu, flip=flip, channels_last=True)
+        assert torch.allclose(nhwc, got, atol=1e-5)  # the memory order the GPU path uses
+    assert not torch.allclose(got, extract_decoded(model, decoded, device=cpu, flip=True))
+
+
+@pytest.mark.parametrize(("flip", "period_flip"), [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("fits", [True, False])
+def test_scoring_during_training_is_the_evaluate_stages(workdir, monkeypatch, flip,
+                                                        period_flip, fits):
+    """The evaluator's scores are the extract_features + evaluate path's, mirror-averaged
+    when eval.period_flip whatever eval.flip says; the same when the decoded images do not
+    fit in memory and the DataLoader decodes them at every evaluation."""
+    import reid.pipeline.validation as validation
+    from reid.engine.extract import extract_features
+    from reid.pipeline.features import query_gallery_loaders
+    from reid.pipeline.models import initial_model
     from reid.pipeline.scoring import score
-    from reid.pipeline.validation import build_evaluator
     from reid.report.tables import scores
 
+    monkeypatch.setattr(validation, "fits_in_host_memory", lambda nbytes: fits)
+    decoded, decode = [], validation.decode_images
+    monkeypatch.setattr(validation, "decode_images",
+                        lambda *a, **k: decoded.append(1) or decode(*a, **k))
     rows = read_manifest(manifest_path("market1501"))
     rows = rows[rows["split"] != "train"]
     cpu, size = torch.device("cpu"), (64, 32)
     torch.manual_seed(0)
     model = initial_model(workdir, "resnet50", 8).eval()
-    loaders = query_gallery_loaders(workdir, rows, size, cpu)
-    decoded = decode_images(rows[rows["split"] == "gallery"]["path"].tolist(), *size,
-                            num_workers=0, progress=False)
-    for flip in (True, False):
-        expected = extract_features(model, loaders["gallery"], device=cpu, flip=flip)
-        got = extract_decoded(model, decoded, device=cpu, batch_size=64, flip=flip)
-        assert torch.allclose(got, torch.from_numpy(expected), atol=1e-6)
-        nhwc = extract_decoded(model, decoded, device=cpu, flip=flip, channels_last=True)
-        assert torch.allclose(nhwc, got, atol=1e-5)  # the memory order the GPU path uses
-    assert not torch.allclose(got, extract_decoded(model, decoded, device=cpu, flip=True))
+    params = dataclasses.replace(workdir, eval=dataclasses.replace(
+        workdir.eval, flip=flip, period_flip=period_flip))
+    evaluator = validation.build_evaluator(params, rows, size, cpu)
+    assert len(decoded) == (2 if fits else 0)  # query and gallery, once
 
-    params = dataclasses.replace(workdir, eval=dataclasses.replace(workdir.eval, period_flip=True))
-    arrays = {s: extract_features(model, loaders[s], device=cpu, flip=True) for s in loaders}
+    loaders = query_gallery_loaders(params, rows, size, cpu)
+    arrays = {s: extract_features(model, loaders[s], device=cpu, flip=period_flip)
+              for s in loaders}
     for s in loaders:
         part = rows[rows["split"] == s]
         arrays.update({f"{s}_pids": part["pid"].to_numpy(),
                        f"{s}_camids": part["camid"].to_numpy()})
-    assert build_evaluator(params, rows, size, cpu)(model) == scores(score(arrays, params.eval))
+    expected = scores(score(arrays, params.eval), digits=None)
+    assert evaluator(model) == pytest.approx(expected, abs=1e-9)
+    assert evaluator(model) == pytest.approx(expected, abs=1e-9)  # and again, same images
+

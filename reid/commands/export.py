@@ -69,18 +69,17 @@ def run(args: argparse.Namespace) -> int:
     from reid.api import read_model_file
     from reid.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export_onnx
 
-    args.tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
-    args.opset = DEFAULT_OPSET if args.opset is None else args.opset
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
     saved = read_model_file(args.model)
     paths, source = parity_images(args.images, saved.get("dataset"))
     flip, normalize = not args.no_flip, not args.no_normalize
-    diff = export_onnx(args.model, args.output, images=paths, tolerance=args.tolerance,
-                       flip=flip, normalize=normalize, opset=args.opset,
-                       batch_size=args.batch_size)
+    diff = export_onnx(args.model, args.output, images=paths, tolerance=tolerance,
+                       flip=flip, normalize=normalize, opset=opset, batch_size=args.batch_size)
     print(f"parity: max |onnx - torch| = {diff:.1e} on {len(paths)} images "
-          f"(tolerance {args.tolerance:.0e}; {source})")
+          f"(tolerance {tolerance:.0e}; {source})")
     height, width = saved["input_size"]
     print(f"{args.output}: {saved['backbone']}, input (N, 3, {height}, {width}), "
           f"{'flip-averaged' if flip else 'no flip'}, "
-          f"{'L2-normalised' if normalize else 'not normalised'}, opset {args.opset}")
+          f"{'L2-normalised' if normalize else 'not normalised'}, opset {opset}")
     return 0

@@ -111,6 +111,17 @@ def keeps_on_device(nbytes: int, device: torch.device, fraction: float = 0.25) -
     return nbytes <= fraction * free
 
 
+def fits_in_host_memory(nbytes: int, fraction: float = 0.5) -> bool:
+    """Whether `nbytes` more stay under `fraction` of the host's available memory (Linux's
+    MemAvailable; elsewhere assumed to fit)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return True
+    return nbytes <= fraction * kib * 1024
+
+
 class DeviceBatches:
     """Batches gathered from decoded uint8 images and augmented on `device`.
 

@@ -24,6 +24,7 @@ from reid.io import atomic_path
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "query", "gallery")
+TEST_SPLITS = ("query", "gallery")  # what a model is scored on (test, or a validation split)
 MANIFEST_COLUMNS = ("path", "pid", "camid", "split", "label")
 _INT_COLUMNS = ("pid", "camid", "label")
 

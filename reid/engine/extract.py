@@ -85,6 +85,4 @@ def extract_decoded(
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             feats = embedding(model, x, flip=flip, normalize=False)
         chunks.append(torch.nn.functional.normalize(feats, dim=1) if normalize else feats)
-    if not chunks:
-        return torch.zeros((0, 0), dtype=torch.float32, device=device)
     return torch.cat(chunks)

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reid.data.manifest import read_manifest
+from reid.data.manifest import TEST_SPLITS, read_manifest
 from reid.engine.runtime import select_device
 from reid.io import write_json
 from reid.params import BACKBONES, Params
 from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
-from reid.pipeline.features import SPLITS, embed, query_gallery_loaders
+from reid.pipeline.features import embed, query_gallery_loaders
 from reid.pipeline.models import load_trained_model
 from reid.pipeline.scoring import load_features, score
 from reid.report.tables import scores
@@ -37,7 +37,7 @@ def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
     model, saved = load_trained_model(model_path(backbone, train), params)
     loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
     arrays = embed(params, model, loaders, device, f"{backbone} ({train})")
-    for split in SPLITS:
+    for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
         arrays[f"{split}_pids"] = rows["pid"].to_numpy()
         arrays[f"{split}_camids"] = rows["camid"].to_numpy()

@@ -128,6 +128,7 @@ def log_test_metrics(
             tags={"backbone": backbone, "dataset": dataset},
             find={"model_sha256": infos[backbone]["model_sha256"]},
             match=lambda flat, b=backbone: model_params(flat, b, dataset),
+            parent={"stage": f"train_{backbone}"},
         )
         with tracker:
             tracker.log_metrics(values)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from reid.data.dataset import ImageDataset
-from reid.data.manifest import read_manifest
+from reid.data.manifest import TEST_SPLITS, read_manifest
 from reid.data.transforms import build_test_transform
 from reid.engine.extract import extract_features
 from reid.engine.runtime import select_device
@@ -22,7 +22,6 @@ from reid.paths import features_path, manifest_path, model_path
 from reid.pipeline.models import initial_model, load_trained_model
 
 log = logging.getLogger(__name__)
-SPLITS = ("query", "gallery")
 
 
 def model_info(saved: dict[str, Any], sha256: str) -> dict[str, Any]:
@@ -52,7 +51,7 @@ def query_gallery_loaders(
             num_workers=params.train.num_workers,
             pin_memory=device.type == "cuda",
         )
-        for split, rows in ((s, manifest[manifest["split"] == s]) for s in SPLITS)
+        for split, rows in ((s, manifest[manifest["split"] == s]) for s in TEST_SPLITS)
     }
 
 
@@ -86,7 +85,7 @@ def extract(params: Params, dataset: str) -> None:
             untrained = initial_model(params, backbone, saved["num_classes"])
             base = embed(params, untrained, loaders, device, f"{backbone} untrained")
             arrays.update({f"untrained_{split}": v for split, v in base.items()})
-        for split in SPLITS:
+        for split in TEST_SPLITS:
             rows = manifest[manifest["split"] == split]
             arrays[f"{split}_pids"] = rows["pid"].to_numpy()
             arrays[f"{split}_camids"] = rows["camid"].to_numpy()

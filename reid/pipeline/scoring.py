@@ -8,7 +8,7 @@ and "gallery" (G, D) features (an optional prefix, e.g. "untrained_"), with "que
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from reid.metrics import evaluate_ranking
 from reid.metrics.distance import pairwise_distance
 from reid.params import EvalParams
 from reid.paths import features_path
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_features(backbone: str, dataset: str) -> dict[str, np.ndarray]:
@@ -28,7 +31,7 @@ def load_features(backbone: str, dataset: str) -> dict[str, np.ndarray]:
 
 
 def rank(distmat: np.ndarray, arrays: dict[str, np.ndarray], max_rank: int,
-         device: Any = None) -> dict[str, Any]:
+         device: str | torch.device | None = None) -> dict[str, Any]:
     """`evaluate_ranking` of a (Q, G) distance matrix with the ids and cameras of `arrays`
     (same-id same-camera gallery images ignored; `device` a torch device for the GPU path)."""
     return evaluate_ranking(
@@ -39,7 +42,7 @@ def rank(distmat: np.ndarray, arrays: dict[str, np.ndarray], max_rank: int,
 
 
 def score(arrays: dict[str, np.ndarray], ev: EvalParams, *, prefix: str = "",
-          device: Any = None) -> dict[str, Any]:
+          device: str | torch.device | None = None) -> dict[str, Any]:
     """`rank` of the `prefix`query x `prefix`gallery features under `eval.metric`."""
     distmat = pairwise_distance(arrays[f"{prefix}query"], arrays[f"{prefix}gallery"], ev.metric)
     return rank(distmat, arrays, ev.max_rank, device)

@@ -19,16 +19,14 @@ METRIC_COLUMNS = {"mAP": "mAP", "rank1": "R-1", "rank5": "R-5", "rank10": "R-10"
 CI_METRICS = ("mAP", "rank1")  # the metrics given with a bootstrap interval
 
 
-def scores(result: Mapping[str, Any]) -> dict[str, float]:
-    """Percentages (2 decimals) with stable keys from an `evaluate_ranking` result."""
+def scores(result: Mapping[str, Any], digits: int | None = 2) -> dict[str, float]:
+    """Percentages with stable keys from an `evaluate_ranking` result, rounded to `digits`
+    decimals (None: not rounded, for comparing epochs)."""
     cmc = result["cmc"]
-    return {
-        "mAP": round(100 * float(result["mAP"]), 2),
-        "rank1": round(100 * float(cmc[0]), 2),
-        "rank5": round(100 * float(cmc[4]), 2),
-        "rank10": round(100 * float(cmc[9]), 2),
-        "mINP": round(100 * float(result["mINP"]), 2),
-    }
+    values = {"mAP": result["mAP"], "rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9],
+              "mINP": result["mINP"]}
+    return {k: 100 * float(v) if digits is None else round(100 * float(v), digits)
+            for k, v in values.items()}
 
 
 def model_label(backbone: str, pretrained: bool, suffix: str = "") -> str:
