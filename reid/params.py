@@ -115,6 +115,7 @@ class TrainParams:
     nproc: int  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
     sync_bn: bool  # nproc > 1 on CUDA: BatchNorm statistics over all processes
     compile: bool  # torch.compile the model (pays off on long GPU runs)
+    checkpoint_period: int  # write the resume checkpoint every N epochs (0: never)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "train.center_lr": (0, None, False),
     "train.num_workers": (0, None, True),
     "train.nproc": (1, None, True),
+    "train.checkpoint_period": (0, None, True),
     "models.*.epochs": (1, None, True),
     "eval.batch_size": (1, None, True),
     "eval.max_rank": (10, None, True),  # the tables report rank-10

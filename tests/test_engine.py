@@ -188,3 +188,33 @@ def test_evaluating_during_training_does_not_change_the_training(tmp_path):
     scored, _ = _tiny_training(tmp_path / "b", evaluator=evaluator, eval_period=1)
     a, b = plain.state_dict(), scored.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("period", "written"), [(1, [0, 1]), (2, [1]), (0, [])])
+def test_checkpoints_every_period_and_not_after_the_last_epoch(tmp_path, monkeypatch, period,
+                                                              written):
+    import reid.engine.train as engine
+
+    saved = []
+    monkeypatch.setattr(engine, "save_checkpoint", lambda path, state: saved.append(
+        state["epoch"]))
+    _, history = _tiny_training(tmp_path, checkpoint_period=period)
+    assert len(history) == 3 and saved == written  # 0-based epochs of a 3-epoch run
+
+
+def test_a_run_resumes_from_its_last_periodic_checkpoint(tmp_path):
+    """Killed in epoch 3 of 3 with checkpoints every 2 epochs: the re-run trains epoch 3 again
+    from the epoch-2 checkpoint and ends as the uninterrupted run."""
+    full_model, full = _tiny_training(tmp_path / "full")
+
+    def crash(stats):
+        if stats["epoch"] == 3:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        _tiny_training(tmp_path / "b", checkpoint_period=2, on_epoch=crash)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 1
+    model, resumed = _tiny_training(tmp_path / "b", checkpoint_period=2)
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in full]
+    for key, value in full_model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key

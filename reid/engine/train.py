@@ -113,6 +113,7 @@ def train(
     evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
     eval_period: int = 0,
     keep_best: str | None = None,
+    checkpoint_period: int = 1,
 ) -> list[dict[str, float]]:
     """Train `model` with `criterion` on `batches` and return the per-epoch statistics.
 
@@ -127,6 +128,7 @@ def train(
     that epoch's statistics as `eval.<name>`, with `eval_seconds`. Other ranks go on and wait at
     the next collective. With `keep_best` (a score name) the model ends with the weights of the
     epoch that scored highest (the first on ties), kept in the checkpoint across a resume.
+    The checkpoint is written every `checkpoint_period` epochs (0: never), not after the last.
     """
     checkpoint_path = Path(checkpoint_path)
     run_fingerprint = fingerprint({"train": asdict(cfg), "settings": settings or {}})
@@ -196,22 +198,23 @@ def train(
                         "model": {k: v.detach().cpu().clone()
                                   for k, v in model.state_dict().items()}}
         history.append(stats)
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "model": model.state_dict(),
-                "criterion": criterion.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "center_optimizer": center_optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng_per_rank": rng_per_rank,
-                "epoch": epoch,
-                "history": history,
-                "best": best,
-                "fingerprint": run_fingerprint,
-            },
-        )
+        if checkpoint_due(epoch, cfg.epochs, checkpoint_period):
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "model": model.state_dict(),
+                    "criterion": criterion.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "center_optimizer": center_optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng_per_rank": rng_per_rank,
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                    "fingerprint": run_fingerprint,
+                },
+            )
         if on_epoch is not None:
             on_epoch(stats)
     if best is not None:
@@ -219,6 +222,13 @@ def train(
                  best["score"])
         model.load_state_dict(best["model"])
     return history
+
+
+def checkpoint_due(epoch: int, epochs: int, period: int) -> bool:
+    """Whether 0-based `epoch` is checkpointed: every `period` epochs (0 = never), never the
+    last (the caller writes the model file next; a checkpoint of ~4x the weights costs about
+    a second, which a short CPU epoch notices)."""
+    return period > 0 and (epoch + 1) % period == 0 and epoch + 1 < epochs
 
 
 def eval_due(epoch: int, epochs: int, period: int) -> bool:

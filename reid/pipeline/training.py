@@ -251,6 +251,7 @@ def _train_on_rank(
             if ev.period and info.is_main else None,
             eval_period=ev.period,
             keep_best="mAP" if ev.select == "best_val" else None,
+            checkpoint_period=params.train.checkpoint_period,
         )
         if not info.is_main:
             return {"epochs": len(history)}
