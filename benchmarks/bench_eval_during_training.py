@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from reid.data.manifest import read_manifest
+from reid.data.manifest import query_gallery_labels, read_manifest
 from reid.engine.runtime import select_device
 from reid.engine.train import train
 from reid.losses import ReidLoss
@@ -80,11 +80,7 @@ def loader_scoring(params: Params, rows: pd.DataFrame, model: torch.nn.Module,
 
     def run() -> object:
         arrays = embed(params, model, loaders, device, "loader")
-        for s in ("query", "gallery"):
-            part = rows[rows["split"] == s]
-            arrays[f"{s}_pids"], arrays[f"{s}_camids"] = (part["pid"].to_numpy(),
-                                                          part["camid"].to_numpy())
-        return score(arrays, params.eval, device=device if device.type == "cuda" else None)
+        return score({**arrays, **query_gallery_labels(rows)}, params.eval, device=device)
 
     return run
 

@@ -10,7 +10,7 @@ import torch
 
 from reid.engine.checkpoint import load_checkpoint, save_checkpoint
 from reid.engine.runtime import autocast_dtype
-from reid.engine.train import TrainConfig, grad_scaler, lr_factor
+from reid.engine.train import TrainConfig, best_epoch, grad_scaler, lr_factor
 
 HERE = Path(__file__).resolve().parent
 
@@ -143,6 +143,13 @@ def _tiny_training(tmp_path: Path, **kwargs):
                     device=device, checkpoint_path=tmp_path / "last.pt", progress=False,
                     **kwargs)
     return model, history
+
+
+def test_best_epoch_is_the_first_of_equal_maxima_among_scored_epochs():
+    history = [{"epoch": 1, "eval.mAP": 0.2}, {"epoch": 2}, {"epoch": 3, "eval.mAP": 0.5},
+               {"epoch": 4, "eval.mAP": 0.5}, {"epoch": 5, "eval.mAP": 0.4}]
+    assert best_epoch(history, "mAP") == 3
+    assert best_epoch([{"epoch": 1}, {"epoch": 2}], "mAP") is None
 
 
 def test_evaluation_during_training_and_keeping_the_best_epoch(tmp_path):

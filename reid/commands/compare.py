@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from reid.errors import InputError
+from reid.metrics.bootstrap import paired_difference, per_query_scores
 
 WORKSPACE = "workspace"
 PER_QUERY = re.compile(
@@ -126,9 +127,6 @@ def compare_tables(
     if not (a["pid"].to_numpy() == b["pid"].to_numpy()).all():
         raise InputError(f"{where}: the same query files carry other identities in the two "
                          "revisions (another split of the data)")
-    # here, not at the top: reid.metrics imports torch, which `reid --help` does not need
-    from reid.metrics.bootstrap import paired_difference, per_query_scores
-
     sa = per_query_scores(a["ap"].to_numpy(), a["first_match_rank"].to_numpy())
     sb = per_query_scores(b["ap"].to_numpy(), b["first_match_rank"].to_numpy())
     groups = a["pid"].to_numpy()

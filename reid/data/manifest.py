@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
@@ -48,10 +49,23 @@ def build_manifest(
     df = pd.concat(frames, ignore_index=True)
     df["pid"] = df["pid"].astype("int64")
     df["camid"] = df["camid"].astype("int64")
-    train_pids = sorted(df.loc[df["split"] == "train", "pid"].unique())
-    relabel = {pid: label for label, pid in enumerate(train_pids)}
-    df["label"] = df["pid"].map(relabel).where(df["split"] == "train", -1).astype("int64")
+    is_train = df["split"] == "train"
+    df["label"] = -1
+    df.loc[is_train, "label"] = dense_labels(df.loc[is_train, "pid"])
     return df[list(MANIFEST_COLUMNS)]
+
+
+def dense_labels(pids: pd.Series) -> pd.Series:
+    """Each pid -> its rank 0..N-1 among the N distinct pids (int64): the classifier target."""
+    relabel = {pid: label for label, pid in enumerate(sorted(pids.unique()))}
+    return pids.map(relabel).astype("int64")
+
+
+def query_gallery_labels(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """{"query_pids", "query_camids", "gallery_pids", "gallery_camids"} of the query and gallery
+    rows of a manifest (or validation split), in row order: what the ranking protocol reads."""
+    return {f"{split}_{key}": rows.loc[rows["split"] == split, column].to_numpy()
+            for split in TEST_SPLITS for key, column in (("pids", "pid"), ("camids", "camid"))}
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -41,16 +43,10 @@ def extract_features(
 
     The rows are `embedding`'s, batched, under autocast when `amp` (normalised in fp32).
     """
-    model.eval().to(device)
-    amp_dtype = autocast_dtype(device, amp)
-    chunks = []
-    for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            feats = embedding(model, images, flip=flip, normalize=False)
-        if normalize:
-            feats = torch.nn.functional.normalize(feats, dim=1)
-        chunks.append(feats.cpu())
+    batches = (images.to(device, non_blocking=True) for images, _ in
+               tqdm(loader, desc=desc, unit="batch", leave=False, disable=None))
+    chunks = [f.cpu() for f in _embed_batches(model, batches, device=device, flip=flip,
+                                                normalize=normalize, amp=amp)]
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(chunks).numpy().astype(np.float32)
@@ -75,14 +71,20 @@ def extract_decoded(
     a DataLoader: evaluation during training embeds one set every few epochs, so the images are
     decoded once and each evaluation only runs the network (on the GPU when `device` is one).
     """
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    batches = (normalise_decoded(b.to(device, non_blocking=True)).contiguous(
+        memory_format=memory_format) for b in images.split(batch_size))
+    return torch.cat(list(_embed_batches(model, batches, device=device, flip=flip,
+                                         normalize=normalize, amp=amp)))
+
+
+def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], *, device: torch.device,
+                   flip: bool, normalize: bool, amp: bool) -> Iterator[torch.Tensor]:
+    """(B, 3, H, W) float batches on `device` -> (B, D) float32 `embedding`s, one per batch:
+    the network under autocast when `amp`, the L2 normalisation in fp32."""
     model.eval().to(device)
     amp_dtype = autocast_dtype(device, amp)
-    chunks = []
-    for batch in images.split(batch_size):
-        x = normalise_decoded(batch.to(device, non_blocking=True))
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    for images in batches:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            feats = embedding(model, x, flip=flip, normalize=False)
-        chunks.append(torch.nn.functional.normalize(feats, dim=1) if normalize else feats)
-    return torch.cat(chunks)
+            feats = embedding(model, images, flip=flip, normalize=False)
+        yield torch.nn.functional.normalize(feats, dim=1) if normalize else feats

@@ -187,18 +187,18 @@ def train(
             cfg, device, epoch, progress and rank == 0,
         )
         scheduler.step()
-        rng_per_rank = gather_objects(rng_state())
+        checkpoint = checkpoint_due(epoch, cfg.epochs, checkpoint_period)
+        rng_per_rank = gather_objects(rng_state()) if checkpoint else None  # on every rank
         if rank != 0:  # only rank 0 writes; all ranks read the checkpoint when resuming
             history.append(stats)
             continue
         if evaluator is not None and eval_due(epoch, cfg.epochs, eval_period):
             stats.update(_evaluate(model, evaluator, epoch, cfg.epochs))
-            if keep_best and (best is None or stats[f"eval.{keep_best}"] > best["score"]):
-                best = {"epoch": epoch + 1, "score": stats[f"eval.{keep_best}"],
-                        "model": {k: v.detach().cpu().clone()
-                                  for k, v in model.state_dict().items()}}
         history.append(stats)
-        if checkpoint_due(epoch, cfg.epochs, checkpoint_period):
+        if keep_best and best_epoch(history, keep_best) == epoch + 1:
+            best = {"epoch": epoch + 1, "score": stats[f"eval.{keep_best}"],
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        if checkpoint:
             save_checkpoint(
                 checkpoint_path,
                 {
@@ -222,6 +222,13 @@ def train(
                  best["score"])
         model.load_state_dict(best["model"])
     return history
+
+
+def best_epoch(history: list[dict[str, Any]], score: str) -> int | None:
+    """The 1-based epoch of `history` with the highest `eval.<score>` (the first of equal
+    maxima), None when no epoch was scored: the epoch `keep_best` keeps."""
+    scored = [h for h in history if f"eval.{score}" in h]
+    return int(max(scored, key=lambda h: h[f"eval.{score}"])["epoch"]) if scored else None
 
 
 def checkpoint_due(epoch: int, epochs: int, period: int) -> bool:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from reid.data.manifest import TEST_SPLITS, read_manifest
+from reid.data.manifest import query_gallery_labels, read_manifest
 from reid.engine.runtime import select_device
 from reid.io import write_json
 from reid.params import BACKBONES, Params
@@ -31,17 +32,24 @@ from reid.report.tables import scores
 log = logging.getLogger(__name__)
 
 
+def _features_on(params: Params, train: str, test: str
+                 ) -> Callable[[str], dict[str, np.ndarray]]:
+    """backbone -> the features and labels of `test`'s query and gallery under the `train`
+    model: on the diagonal the extract stage's file, elsewhere embedded here."""
+    if train == test:
+        return lambda backbone: load_features(backbone, test)
+    manifest = read_manifest(manifest_path(test))
+    device = select_device(params.train.device)
+    return lambda backbone: _embedded(params, train, backbone, manifest, device)
+
+
 def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
               device: torch.device) -> dict[str, np.ndarray]:
     """The query and gallery of `manifest` embedded by the `train` model of `backbone`."""
     model, saved = load_trained_model(model_path(backbone, train), params)
     loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
     arrays = embed(params, model, loaders, device, f"{backbone} ({train})")
-    for split in TEST_SPLITS:
-        rows = manifest[manifest["split"] == split]
-        arrays[f"{split}_pids"] = rows["pid"].to_numpy()
-        arrays[f"{split}_camids"] = rows["camid"].to_numpy()
-    return arrays
+    return {**arrays, **query_gallery_labels(manifest)}
 
 
 def cross_eval(params: Params, train: str, test: str) -> dict[str, Any]:
@@ -51,14 +59,10 @@ def cross_eval(params: Params, train: str, test: str) -> dict[str, Any]:
     The cell also records the test protocol (from the split summary) and the test set's size.
     """
     summary = json.loads((split_dir(test) / "summary.json").read_text())
-    diagonal = train == test
-    if not diagonal:
-        manifest = read_manifest(manifest_path(test))
-        device = select_device(params.train.device)
+    features_of = _features_on(params, train, test)
     cell_scores: dict[str, dict[str, float]] = {}
     for backbone in BACKBONES:
-        arrays = (load_features(backbone, test) if diagonal
-                  else _embedded(params, train, backbone, manifest, device))
+        arrays = features_of(backbone)
         result = score(arrays, params.eval)
         cell_scores[backbone] = scores(result)
         log.info("%s -> %s, %s: mAP %.2f, rank-1 %.2f", train, test, backbone,

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from reid.io import atomic_path, write_json
-from reid.metrics import k_reciprocal_rerank
 from reid.metrics.bootstrap import bootstrap_intervals, per_query_scores
 from reid.metrics.distance import pairwise_distance
+from reid.metrics.rerank import k_reciprocal_rerank
 from reid.params import BACKBONES, EvalParams, Params
 from reid.paths import (
     cmc_plot_dir,

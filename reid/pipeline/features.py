@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from reid.data.dataset import ImageDataset
-from reid.data.manifest import TEST_SPLITS, read_manifest
+from reid.data.manifest import TEST_SPLITS, query_gallery_labels, read_manifest
 from reid.data.transforms import build_test_transform
 from reid.engine.extract import extract_features
 from reid.engine.runtime import select_device
@@ -85,11 +85,10 @@ def extract(params: Params, dataset: str) -> None:
             untrained = initial_model(params, backbone, saved["num_classes"])
             base = embed(params, untrained, loaders, device, f"{backbone} untrained")
             arrays.update({f"untrained_{split}": v for split, v in base.items()})
+        arrays.update(query_gallery_labels(manifest))
         for split in TEST_SPLITS:
-            rows = manifest[manifest["split"] == split]
-            arrays[f"{split}_pids"] = rows["pid"].to_numpy()
-            arrays[f"{split}_camids"] = rows["camid"].to_numpy()
-            arrays[f"{split}_paths"] = rows["path"].to_numpy().astype(str)
+            paths = manifest.loc[manifest["split"] == split, "path"]
+            arrays[f"{split}_paths"] = paths.to_numpy().astype(str)
         arrays["model_info"] = np.array(json.dumps(model_info(saved, file_digest(path, "sha256"))))
         with atomic_path(features_path(backbone, dataset)) as tmp, tmp.open("wb") as fh:
             np.savez(fh, **arrays)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reid.metrics import evaluate_ranking
 from reid.metrics.distance import pairwise_distance
+from reid.metrics.ranking import evaluate_ranking
 from reid.params import EvalParams
 from reid.paths import features_path
 
@@ -33,11 +33,13 @@ def load_features(backbone: str, dataset: str) -> dict[str, np.ndarray]:
 def rank(distmat: np.ndarray, arrays: dict[str, np.ndarray], max_rank: int,
          device: str | torch.device | None = None) -> dict[str, Any]:
     """`evaluate_ranking` of a (Q, G) distance matrix with the ids and cameras of `arrays`
-    (same-id same-camera gallery images ignored; `device` a torch device for the GPU path)."""
+    (same-id same-camera gallery images ignored). A CUDA `device` ranks on that GPU; any
+    other (or None) runs the NumPy loop, the fastest path on a CPU."""
+    on_gpu = device is not None and str(device).startswith("cuda")
     return evaluate_ranking(
         distmat, arrays["query_pids"], arrays["gallery_pids"],
         arrays["query_camids"], arrays["gallery_camids"],
-        max_rank=max_rank, device=device,
+        max_rank=max_rank, device=device if on_gpu else None,
     )
 
 

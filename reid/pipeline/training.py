@@ -13,13 +13,13 @@ import torch
 from reid.data.batch_augment import BatchAugment
 from reid.data.batches import BatchSource, DeviceBatches, LoaderBatches, decode_images
 from reid.data.dataset import ImageDataset
-from reid.data.manifest import read_manifest
+from reid.data.manifest import TEST_SPLITS, read_manifest
 from reid.data.sampler import RandomIdentitySampler
 from reid.data.transforms import build_train_transform
 from reid.distributed import DistInfo, distributed, launched_by_torchrun, relaunch
 from reid.engine.checkpoint import fingerprint
 from reid.engine.runtime import select_device
-from reid.engine.train import TrainConfig, train
+from reid.engine.train import TrainConfig, best_epoch, train
 from reid.errors import InputError
 from reid.io import atomic_path, check_writable, file_digest
 from reid.losses import ReidLoss
@@ -168,7 +168,7 @@ def training_rows(params: Params, manifest: pd.DataFrame
     if params.eval.val_ids:
         rows, val = validation_split(rows, params.eval.val_ids, params.train.seed)
         return rows, val, "validation"
-    return rows, manifest[manifest["split"].isin(["query", "gallery"])], "test"
+    return rows, manifest[manifest["split"].isin(TEST_SPLITS)], "test"
 
 
 def _train_on_rank(
@@ -279,12 +279,12 @@ def _train_on_rank(
 
 def selected_epoch(history: list[dict[str, Any]], select: str, split: str) -> dict[str, Any]:
     """Which epoch's weights the model file holds, and its score on the scored split."""
-    scored = [h for h in history if "eval.mAP" in h]
     if select == "best_val":
-        best = max(scored, key=lambda h: h["eval.mAP"])  # the first of equal maxima
-        return {"epoch": int(best["epoch"]), "by": "best validation mAP",
-                "split": split, "mAP": best["eval.mAP"]}
+        epoch = best_epoch(history, "mAP")  # the epoch whose weights `train` kept
+        return {"epoch": epoch, "by": "best validation mAP", "split": split,
+                "mAP": next(h["eval.mAP"] for h in history if h["epoch"] == epoch)}
     last = history[-1]
+    scored = any("eval.mAP" in h for h in history)
     return {"epoch": int(last["epoch"]), "by": "last", "split": split if scored else None,
             "mAP": last.get("eval.mAP")}
 
@@ -295,7 +295,8 @@ def write_curves(history: list[dict[str, Any]], plots: Path, title: str, split: 
     table = pd.DataFrame(history)
     scored = [c for c in table.columns if c.startswith("eval")]
     curves = table.drop(columns=scored)
-    evals = table.loc[table["eval.mAP"].notna() if "eval.mAP" in table else [], ["epoch", *scored]]
+    evaluated = table[table["eval.mAP"].notna()] if "eval.mAP" in table else table.iloc[:0]
+    evals = evaluated[["epoch", *scored]]
     evals = evals.rename(columns=lambda c: c.removeprefix("eval.")).assign(split=split)
     with atomic_path(plots / "curves.csv") as tmp:
         curves.to_csv(tmp, index=False)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from reid.data.batches import decode_images, fits_in_host_memory, keeps_on_device
-from reid.data.manifest import TEST_SPLITS
+from reid.data.manifest import TEST_SPLITS, dense_labels, query_gallery_labels
 from reid.engine.extract import extract_decoded, extract_features
 from reid.errors import InputError
 from reid.params import Params
@@ -49,8 +49,7 @@ def validation_split(train: pd.DataFrame, num_ids: int, seed: int
     held = train["pid"].isin(chosen)
     val = train[held].assign(split=np.where(first[held], "query", "gallery"), label=-1)
     kept = train[~held]
-    relabel = {pid: label for label, pid in enumerate(sorted(kept["pid"].unique()))}
-    kept = kept.assign(label=kept["pid"].map(relabel).astype("int64"))
+    kept = kept.assign(label=dense_labels(kept["pid"]))
     log.info("validation split: %d ids (%d query, %d gallery images) held out of training",
              num_ids, int((val["split"] == "query").sum()), int((val["split"] == "gallery").sum()))
     return kept.reset_index(drop=True), val.reset_index(drop=True)
@@ -63,18 +62,14 @@ def build_evaluator(params: Params, rows: pd.DataFrame, input_size: tuple[int, i
 
     The embedding is `extract_features`' on the same pixels (on the CPU the same numbers; on
     CUDA up to autocast rounding), mirror-averaged only with `eval.period_flip` (twice the
-    cost; the final evaluation follows `eval.flip`). The ranking runs on the GPU there.
+    cost; the final evaluation follows `eval.flip`). The ranking follows `device`.
     """
-    ev = params.eval
-    split = {s: rows[rows["split"] == s] for s in TEST_SPLITS}
-    labels = {f"{s}_{key}": split[s][col].to_numpy() for s in TEST_SPLITS
-              for key, col in (("pids", "pid"), ("camids", "camid"))}
+    labels = query_gallery_labels(rows)
     embed_split = _split_embedder(params, rows, input_size, device)
 
     def evaluator(model: nn.Module) -> dict[str, float]:
         feats = {s: embed_split(model, s) for s in TEST_SPLITS}
-        return scores(score({**feats, **labels}, ev,
-                            device=device if device.type == "cuda" else None), digits=None)
+        return scores(score({**feats, **labels}, params.eval, device=device), digits=None)
 
     return evaluator
 

@@ -102,7 +102,8 @@ def write_cross_domain(
 ) -> None:
     """A matrix table per backbone in Markdown, the notes under them; the CSV holds one row
     per (backbone, train, test) with every metric, for a spreadsheet."""
-    backbones = list(next(iter(next(iter(matrix.values())).values())))
+    first_row = next(iter(matrix.values()))
+    backbones = list(next(iter(first_row.values())))  # every cell holds the same backbones
     long = pd.DataFrame([
         {"backbone": backbone, "train": train, "test": test, **by_backbone[backbone]}
         for backbone in backbones
