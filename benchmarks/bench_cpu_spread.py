@@ -41,7 +41,6 @@ CONFIGS = {
 }
 EVALUATE = """
 import json
-from pathlib import Path
 from reid.data.manifest import read_manifest
 from reid.engine.runtime import select_device
 from reid.metrics import evaluate_ranking
@@ -49,14 +48,14 @@ from reid.metrics.distance import pairwise_distance
 from reid.params import load_params
 from reid.paths import manifest_path
 from reid.pipeline.features import embed, query_gallery_loaders
-from reid.pipeline.models import load_trained_model
+from reid.models.model_file import build_network, read_model_file
 from reid.report.tables import scores
 params = load_params("params.yaml")
-model, saved = load_trained_model(Path("models/resnet50/market1501.pt"), params)
+trained = read_model_file("models/resnet50/market1501.pt")
 manifest = read_manifest(manifest_path("market1501"))
 device = select_device(params.train.device)
-f = embed(params, model, query_gallery_loaders(params, manifest, saved["input_size"], device),
-          device, "resnet50")
+loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
+f = embed(params, build_network(trained), loaders, device, "resnet50")
 q, g = (manifest[manifest["split"] == s] for s in ("query", "gallery"))
 result = evaluate_ranking(pairwise_distance(f["query"], f["gallery"], params.eval.metric),
                           q["pid"].to_numpy(), g["pid"].to_numpy(), q["camid"].to_numpy(),
@@ -87,10 +86,11 @@ def run_config(work: Path, name: str, env_vars: dict[str, str]) -> dict:
     seconds = time.perf_counter() - start
     curves = pd.read_csv(work / "plots/train/resnet50/market1501/curves.csv")
     digest = hashlib.sha256(subprocess.run(
-        [sys.executable, "-c", "import torch,sys; sd=torch.load(sys.argv[1],weights_only=False)"
-         "['state_dict']; sys.stdout.buffer.write(b''.join(v.numpy().tobytes() for v in "
-         "sd.values()))", str(work / "models/resnet50/market1501.pt")],
-        capture_output=True, check=True).stdout).hexdigest()[:12]
+        [sys.executable, "-c", "import sys; from reid.models.model_file import read_model_file;"
+         " sd = read_model_file(sys.argv[1]).state_dict; sys.stdout.buffer.write(b''.join("
+         "v.numpy().tobytes() for v in sd.values()))", str(work / "models/resnet50/market1501.pt")],
+        capture_output=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    ).stdout).hexdigest()[:12]
     scores = json.loads(subprocess.run(
         [sys.executable, "-c", EVALUATE], cwd=work, check=True, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout)

@@ -7,7 +7,7 @@ Exports the model to a temporary ONNX file (`reid.export.export_onnx`, parity-ch
 first 32 images), then times both runtimes on the same N real images (the query images of
 the model's dataset manifest, data/split/<dataset>/manifest.csv, or --images; cycled when
 there are fewer than N), best of --repeats passes after one warm-up batch each:
-`embed` is the whole command path (`ReidEmbedder.embed` / `OnnxEmbedder.embed`: decode, test
+`embed` is the whole command path (`TrainedModel.embed` / `OnnxModel.embed`: decode, test
 transform, network, flip averaging, L2 normalisation; one process, no loader workers);
 `network` runs the network alone on batches preprocessed once. Both runtimes get the same
 thread count (torch.set_num_threads and ONNX Runtime's intra-op threads). A benchmark, not a
@@ -29,7 +29,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from reid.api import image_loader, image_paths, load_model
+from reid.api import load_model
+from reid.data.images import image_loader, image_paths
 from reid.data.manifest import read_manifest
 from reid.engine.extract import extract_features
 from reid.export import export_onnx, load_onnx
@@ -117,7 +118,7 @@ def main() -> None:
         batches = list(image_loader(paths, model.transform, batch_size=args.batch_size))
         network = {
             "pytorch": best_of(args.repeats, lambda: extract_features(
-                model.model, batches, device=model.device, desc="network"))[0],
+                model.network, batches, device=model.device, desc="network"))[0],
             "onnxruntime": best_of(args.repeats, lambda: exported.run_batches(batches))[0],
         }
 

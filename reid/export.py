@@ -9,8 +9,9 @@ The graph is the embedding of `reid.engine.extract.extract_features` and nothing
 BNNeck feature, averaged with the mirrored image's (`flip`) and L2-normalised (`normalize`) as
 chosen at export time. The batch axis is dynamic. Preprocessing (RGB, resize, scale to [0, 1],
 ImageNet mean/std) is the caller's, never the graph's, so it cannot be applied twice; the file's
-`metadata_props` (`reid.*`, see `METADATA_KEYS`) say exactly what it is, and `OnnxEmbedder`
-reads them and runs the pipeline's own test transform and loader (`reid.api.image_loader`).
+`metadata_props` (`reid.*`, see `METADATA_KEYS`) say exactly what it is, and `OnnxModel`
+reads them and runs the pipeline's own test transform and loader
+(`reid.data.images.image_loader`).
 
 Which exporter: `torch.onnx.export(..., dynamo=True)`, the `torch.export` based one (PyTorch's
 default since 2.9, needs `onnxscript`). It marks the batch dimension symbolic from
@@ -41,7 +42,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from reid.api import Images, ReidEmbedder, image_loader, image_paths, load_model
+from reid.api import TrainedModel, load_model
+from reid.data.images import Images, image_loader, image_paths
 from reid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_test_transform
 from reid.engine.extract import embedding, extract_features
 from reid.errors import InputError
@@ -124,7 +126,7 @@ def export_onnx(
     paths = image_paths(images)
     check_writable(onnx_path)
     height, width = model.input_size
-    wrapper = EmbeddingModule(model.model, flip=flip, normalize=normalize).eval()
+    wrapper = EmbeddingModule(model.network, flip=flip, normalize=normalize).eval()
     # batch 2, not 1: torch.export specialises a dimension whose example size is 0 or 1
     example = torch.zeros(2, 3, height, width)
     with torch.no_grad(), warnings.catch_warnings():
@@ -169,7 +171,7 @@ def _set_metadata(proto: onnx.ModelProto, props: dict[str, str]) -> None:
 
 def onnx_parity(
     onnx_path: str | Path,
-    model: ReidEmbedder,
+    model: TrainedModel,
     images: Images,
     *,
     batch_size: int = 32,
@@ -185,13 +187,14 @@ def onnx_parity(
         raise InputError(f"{onnx_path}: input size {exported.input_size} but the model's is "
                          f"{model.input_size}")
     batches = list(image_loader(images, model.transform, batch_size=batch_size))
-    reference = extract_features(model.model, batches, device=model.device, flip=exported.flip,
+    reference = extract_features(model.network, batches, device=model.device, flip=exported.flip,
                                  normalize=exported.normalize, amp=False, desc="parity")
     return float(np.abs(exported.run_batches(batches) - reference).max())
 
 
-class OnnxEmbedder:
-    """An ONNX model of `reid export` under ONNX Runtime (CPU), embedding like `ReidEmbedder`."""
+class OnnxModel:
+    """An ONNX model of `reid export` under ONNX Runtime (CPU), embedding like
+    `reid.api.TrainedModel`."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         path = Path(path)
@@ -243,7 +246,7 @@ class OnnxEmbedder:
         normalize: bool | None = None,
         num_workers: int = 0,
     ) -> np.ndarray:
-        """(N, D) float32 embeddings of the inputs `ReidEmbedder.embed` takes, in order.
+        """(N, D) float32 embeddings of the inputs `TrainedModel.embed` takes, in order.
 
         Flip averaging and normalisation are part of the graph: `None` takes them as exported;
         asking for the other setting is an error (export again with `--no-flip` /
@@ -270,6 +273,6 @@ class OnnxEmbedder:
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
-def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxEmbedder:
+def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxModel:
     """Open an ONNX model written by `reid export`; `threads` defaults to torch's count."""
-    return OnnxEmbedder(path, threads=threads)
+    return OnnxModel(path, threads=threads)

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from reid.models import build_model
+from reid.models.model_file import ModelFile
+from reid.models.model_file import write_model_file as write_model_file_of_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -28,15 +30,16 @@ def shared_data(relative: str) -> Path:
     return path
 
 
-def write_model_file(path: Path, backbone: str = "resnet50") -> Path:
-    """A model file in the train stage's format, 64x32 input, seeded untrained weights (the
-    embedding path is the same as a trained model's)."""
-    torch.manual_seed(0)
+def write_model_file(path: Path, backbone: str = "resnet50", dataset: str = "market1501",
+                     seed: int = 0) -> Path:
+    """A model file written by the pipeline's one writer, 64x32 input, seeded untrained weights
+    (the embedding path is the same as a trained model's)."""
+    torch.manual_seed(seed)
     model = build_model(backbone, 4)
-    torch.save({"backbone": backbone, "dataset": "market1501", "num_classes": 4,
-                "feature_dim": model.feature_dim, "effnet_variant": "tf_efficientnetv2_s",
-                "input_size": [64, 32], "pretrained": None, "train_config": {"lr": 1e-3},
-                "state_dict": model.state_dict(), "history": [{"epoch": 1, "loss": 3.5}]}, path)
+    write_model_file_of_pipeline(path, ModelFile(
+        backbone=backbone, dataset=dataset, num_classes=4, feature_dim=model.feature_dim,
+        effnet_variant="tf_efficientnetv2_s", input_size=(64, 32), train_config={"lr": 1e-3},
+        state_dict=model.state_dict(), history=[{"epoch": 1, "loss": 3.5}]))
     return path
 
 

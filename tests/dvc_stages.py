@@ -104,14 +104,14 @@ def _is_lazy_attribute(node: ast.AST, tree: ast.Module) -> bool:
     return isinstance(node, ast.FunctionDef) and node.name == "__getattr__" and node in tree.body
 
 
-def _imported_modules(path: Path, package: str) -> set[str]:
-    """Names of the modules `path` imports when it runs (`if TYPE_CHECKING:` blocks and a
-    module's lazy `__getattr__` skipped)."""
+def imported_modules(path: Path, package: str, *, lazy: bool = False) -> set[str]:
+    """Names of the modules `path` imports when it runs, inside functions too (`if
+    TYPE_CHECKING:` blocks skipped; a module's lazy `__getattr__` too unless `lazy`)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     skipped = {
         id(n) for block in ast.walk(tree)
         if (isinstance(block, ast.If) and _is_type_checking(block))
-        or _is_lazy_attribute(block, tree)
+        or (not lazy and _is_lazy_attribute(block, tree))
         for stmt in block.body for n in ast.walk(stmt)
     }
     names: set[str] = set()
@@ -142,7 +142,7 @@ def import_closure(script: Path, repo: Path = REPO) -> set[Path]:
     todo = [(script, "")]
     while todo:
         path, package = todo.pop()
-        for name in _imported_modules(path, package):
+        for name in imported_modules(path, package):
             if name != "reid" and not name.startswith("reid."):
                 continue
             parts = name.split(".")

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from reid.metrics import evaluate_ranking
 from reid.metrics.distance import pairwise_distance
-from reid.models import build_model
 from reid.params import BACKBONES
 from reid.report.tables import DISPLAY_NAMES, cross_domain_table, scores
+from tests.conftest import write_model_file
 from tests.dvc_stages import REPO
 from tests.tiny import tiny_params
 
@@ -36,16 +35,6 @@ def run_stage(script: str, *args: str) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", [str(path), *args])
         runpy.run_path(str(path), run_name="__main__")
-
-
-def write_model_file(path: Path, backbone: str, dataset: str, seed: int) -> None:
-    torch.manual_seed(seed)
-    model = build_model(backbone, 4)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"backbone": backbone, "dataset": dataset, "num_classes": 4,
-                "feature_dim": model.feature_dim, "effnet_variant": "tf_efficientnetv2_s",
-                "input_size": [64, 32], "pretrained": None, "train_config": {"lr": 1e-3},
-                "state_dict": model.state_dict(), "history": [{"epoch": 1, "loss": 3.5}]}, path)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +99,7 @@ def test_diagonal_reads_the_extracted_features_and_no_model(work, monkeypatch):
         raise AssertionError("the diagonal loaded a model")
 
     monkeypatch.chdir(work)
-    monkeypatch.setattr(cross_eval, "load_trained_model", no_model)
+    monkeypatch.setattr(cross_eval, "read_model_file", no_model)
     cell = work / "metrics/cross_domain/cuhk03/cuhk03.json"
     before = cell.read_text()
     cell.unlink()

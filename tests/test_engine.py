@@ -102,21 +102,21 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     )
     deadline = time.time() + 240
     while time.time() < deadline and child.poll() is None:
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["epoch"] >= 1:
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] >= 1:
             break
         time.sleep(0.1)
     assert child.poll() is None, "the run ended before it could be killed"
     child.kill()
     child.wait()
     assert not killed.exists()
-    stopped_at = torch.load(ckpt, weights_only=False)["epoch"]
+    stopped_at = torch.load(ckpt, weights_only=True)["epoch"]
     assert 1 <= stopped_at < 3
 
     proc = _run(ckpt, killed)
     assert proc.returncode == 0, proc.stderr
     assert "resuming from" in proc.stderr
-    a = torch.load(full, weights_only=False)
-    b = torch.load(killed, weights_only=False)
+    a = torch.load(full, weights_only=True)
+    b = torch.load(killed, weights_only=True)
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
@@ -220,7 +220,7 @@ def test_a_run_resumes_from_its_last_periodic_checkpoint(tmp_path):
 
     with pytest.raises(RuntimeError, match="killed"):
         _tiny_training(tmp_path / "b", checkpoint_period=2, on_epoch=crash)
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 1
     model, resumed = _tiny_training(tmp_path / "b", checkpoint_period=2)
     assert [h["loss"] for h in resumed] == [h["loss"] for h in full]
     for key, value in full_model.state_dict().items():

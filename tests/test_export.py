@@ -1,4 +1,4 @@
-"""`reid export` (ONNX), `reid.export.OnnxEmbedder` and `reid embed model.onnx`."""
+"""`reid export` (ONNX), `reid.export.OnnxModel` and `reid embed model.onnx`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import reid.export
-from reid.api import image_loader, load_model
+from reid.api import load_model
 from reid.commands import main
+from reid.data.images import image_loader
 from reid.data.manifest import build_manifest, write_manifest
 from reid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reid.errors import InputError
@@ -58,7 +59,7 @@ def test_batch_axis_is_dynamic_and_matches_pytorch(exported, model_file, images)
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic, not a number
     model = load_model(model_file, device="cpu")
     batch = next(iter(image_loader(images, model.transform, batch_size=5)))[0]
-    wrapper = EmbeddingModule(model.model, flip=True, normalize=True).eval()
+    wrapper = EmbeddingModule(model.network, flip=True, normalize=True).eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for size in (1, 3):
         out = session.run(None, {"images": batch[:size].numpy()})[0]

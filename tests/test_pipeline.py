@@ -143,21 +143,24 @@ def test_pipeline_is_up_to_date_after_repro(repro, env):
 
 
 def test_training_is_reproducible(repro, env):
-    """Re-running a train stage with the same params gives the same weights, bit for bit."""
+    """Re-running a train stage with the same params gives the same weights, bit for bit, and
+    the same model file, byte for byte (no times or paths in it)."""
     import torch
 
     model = repro / "models/resnet50/market1501.pt"
     curves = repro / "plots/train/resnet50/market1501"
-    before = torch.load(model, weights_only=False)["state_dict"]
-    # The outputs also hold timings: restored afterwards, as dvc.lock knows them.
+    before = torch.load(model, weights_only=True)["state_dict"]
+    # The curves also hold timings: restored afterwards, as dvc.lock knows them.
     saved = {f: f.read_bytes() for f in [model, *curves.iterdir()]}
     run([sys.executable, "stages/train.py", "--backbone", "resnet50", "--dataset", "market1501",
          "--quiet"], repro, env)
-    after = torch.load(model, weights_only=False)["state_dict"]
+    after = torch.load(model, weights_only=True)["state_dict"]
+    same_file = model.read_bytes() == saved[model]
     for path, content in saved.items():
         path.write_bytes(content)
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert same_file
 
 
 def model_runs(client, experiment: str = "reid-pipeline") -> dict[str, list]:
@@ -261,7 +264,7 @@ def test_info_names_the_commit_and_the_test_metrics_of_the_file(repro, env):
     import torch
 
     other = repro / "models/resnet50/other.pt"  # another file beside it: no metrics claimed
-    saved = torch.load(model, weights_only=False)
+    saved = torch.load(model, weights_only=True)
     torch.save({**saved, "history": saved["history"][:-1] + [{"epoch": 0, "loss": 9.0}]}, other)
     try:
         info = json.loads(run([sys.executable, "-m", "reid", "info", str(other), "--json"],

@@ -93,7 +93,7 @@ def test_with_a_validation_split_the_test_images_are_never_read(workdir):
         Path(path).unlink()  # reading any of them would fail
     evals = _train(workdir, val_ids=2, select="best_val")
     assert evals["split"].eq("validation").all() and evals["epoch"].tolist() == [1, 2, 3]
-    saved = torch.load(model_path("resnet50", "market1501"), weights_only=False)
+    saved = torch.load(model_path("resnet50", "market1501"), weights_only=True)
     best = evals.loc[evals["mAP"].idxmax()]  # the first of equal maxima
     assert saved["selected"]["epoch"] == best["epoch"] and saved["selected"]["by"] == (
         "best validation mAP")
@@ -107,7 +107,7 @@ def test_without_a_validation_split_training_scores_the_test_split(workdir):
     evals = _train(workdir, val_ids=0, select="last")
     assert evals["split"].eq("test").all() and len(evals) == 3
     assert ((0 <= evals["mAP"]) & (evals["mAP"] <= 100)).all()
-    saved = torch.load(model_path("resnet50", "market1501"), weights_only=False)
+    saved = torch.load(model_path("resnet50", "market1501"), weights_only=True)
     assert saved["selected"] == {"epoch": 3, "by": "last", "split": "test",
                                  "mAP": evals["mAP"].iloc[-1]}
 

@@ -37,10 +37,11 @@ def add_parser(subparsers: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reid.api import image_paths, load_embedder
+    from reid.commands.loading import load_any_model
+    from reid.data.images import image_paths
 
     paths = image_paths(args.images)
-    model = load_embedder(args.model, device=args.device)
+    model = load_any_model(args.model, device=args.device)
     onnx = Path(args.model).suffix.lower() == ".onnx"
     if onnx:
         # flip / normalisation are in the graph: as exported, unless asked off (checked there)

@@ -47,7 +47,7 @@ def add_parser(subparsers: Any, name: str) -> None:
 
 def parity_images(images: list[str] | None, dataset: str | None) -> tuple[list[Path], str]:
     """The images to check an export on, and where they come from (for the printout)."""
-    from reid.api import image_paths
+    from reid.data.images import image_paths
     from reid.data.manifest import read_manifest
     from reid.errors import InputError
     from reid.paths import manifest_path
@@ -66,20 +66,20 @@ def parity_images(images: list[str] | None, dataset: str | None) -> tuple[list[P
 
 
 def run(args: argparse.Namespace) -> int:
-    from reid.api import read_model_file
     from reid.export import DEFAULT_OPSET, DEFAULT_TOLERANCE, export_onnx
+    from reid.models.model_file import read_model_file
 
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     opset = DEFAULT_OPSET if args.opset is None else args.opset
     saved = read_model_file(args.model)
-    paths, source = parity_images(args.images, saved.get("dataset"))
+    paths, source = parity_images(args.images, saved.dataset)
     flip, normalize = not args.no_flip, not args.no_normalize
     diff = export_onnx(args.model, args.output, images=paths, tolerance=tolerance,
                        flip=flip, normalize=normalize, opset=opset, batch_size=args.batch_size)
     print(f"parity: max |onnx - torch| = {diff:.1e} on {len(paths)} images "
           f"(tolerance {tolerance:.0e}; {source})")
-    height, width = saved["input_size"]
-    print(f"{args.output}: {saved['backbone']}, input (N, 3, {height}, {width}), "
+    height, width = saved.input_size
+    print(f"{args.output}: {saved.backbone}, input (N, 3, {height}, {width}), "
           f"{'flip-averaged' if flip else 'no flip'}, "
           f"{'L2-normalised' if normalize else 'not normalised'}, opset {opset}")
     return 0

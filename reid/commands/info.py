@@ -11,30 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reid.io import file_digest
 
-
-def describe(saved: dict[str, Any]) -> dict[str, Any]:
-    history = saved.get("history", [])
-    last = history[-1] if history else {}
-    return {
-        "backbone": saved["backbone"],
-        "dataset": saved.get("dataset"),
-        "input_size": list(saved["input_size"]),
-        "feature_dim": saved.get("feature_dim"),
-        "num_classes": saved["num_classes"],
-        "init": "ImageNet" if saved.get("pretrained") else "from scratch",
-        "epochs": len(history),
-        "final_loss": round(float(last["loss"]), 6) if "loss" in last else None,
-        "git_commit": saved.get("git_commit"),
-        "git_dirty": saved.get("git_dirty"),
-        "train_config": saved.get("train_config"),
-    }
+if TYPE_CHECKING:
+    from reid.models.model_file import ModelFile
 
 
-def recorded_test_metrics(path: Path, saved: dict[str, Any]) -> dict[str, Any] | None:
+def recorded_test_metrics(path: Path, model_file: ModelFile) -> dict[str, Any] | None:
     """{"test": {...}, "test_rerank": {...}} scored on this file, or None when not recorded."""
     parents = path.resolve().parents
     if len(parents) < 3:  # not in <root>/models/<backbone>/: no pipeline around it
@@ -44,14 +29,14 @@ def recorded_test_metrics(path: Path, saved: dict[str, Any]) -> dict[str, Any] |
     found: dict[str, Any] = {}
     for stage, folder, key in (("evaluate", "per_query", "test"),
                                ("rerank", "per_query_rerank", "test_rerank")):
-        metrics_dir = root / "metrics" / str(saved.get("dataset"))
+        metrics_dir = root / "metrics" / str(model_file.dataset)
         record, metrics = metrics_dir / folder / "models.json", metrics_dir / f"{stage}.json"
         if not (record.is_file() and metrics.is_file()):
             continue
         digest = digest or file_digest(path, "sha256")
-        if json.loads(record.read_text()).get(saved["backbone"]) != digest:
+        if json.loads(record.read_text()).get(model_file.backbone) != digest:
             continue
-        found[key] = json.loads(metrics.read_text()).get(saved["backbone"])
+        found[key] = json.loads(metrics.read_text()).get(model_file.backbone)
     return found or None
 
 
@@ -65,10 +50,11 @@ def add_parser(subparsers: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reid.api import read_model_file
+    from reid.models.model_file import describe, read_model_file
 
-    saved = read_model_file(args.model)
-    info = {**describe(saved), "test_metrics": recorded_test_metrics(Path(args.model), saved)}
+    model_file = read_model_file(args.model)
+    info = {**describe(model_file),
+            "test_metrics": recorded_test_metrics(Path(args.model), model_file)}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -133,17 +133,18 @@ def draw_pictures(folder: Path, query: list[Path], gallery: list[Path], order: n
 
 
 def run(args: argparse.Namespace) -> int:
-    from reid import api
+    from reid.commands.loading import load_any_model
+    from reid.data.images import image_paths
     from reid.metrics.distance import pairwise_distance
     from reid.metrics.rerank import k_reciprocal_rerank
 
     check_args(args)
-    query, gallery = api.image_paths(args.query), api.image_paths(args.gallery)
+    query, gallery = image_paths(args.query), image_paths(args.gallery)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; -o takes a folder")
     check_writable(out / "ranking.csv")
-    model = api.load_embedder(args.model, device=args.device)
+    model = load_any_model(args.model, device=args.device)
     q_feats = model.embed(query, batch_size=args.batch_size)
     g_feats = model.embed(gallery, batch_size=args.batch_size)
 

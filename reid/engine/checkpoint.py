@@ -1,4 +1,8 @@
-"""Checkpoints: one dict of state dicts plus epoch and RNG states, written atomically."""
+"""Checkpoints: one dict of state dicts plus epoch and RNG states, written atomically.
+
+A checkpoint holds tensors and plain data only (the RNG states too: numpy's as a list), so it
+is read like a model file, with `torch.load(weights_only=True)`: nothing in it runs.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from reid.errors import InputError
 from reid.io import atomic_path
+from reid.models.model_file import load_plain
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +30,11 @@ def fingerprint(obj: Any) -> str:
 
 
 def rng_state() -> dict[str, Any]:
+    """This process's random streams as tensors and plain data (Python, numpy, torch, CUDA)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -36,7 +44,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -58,9 +67,12 @@ def load_checkpoint(path: str | Path, expected_fingerprint: str) -> dict[str, An
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is just not resumable
-        log.warning("%s: unreadable checkpoint (%s); starting fresh", path, err)
+        state = load_plain(path, "checkpoint")
+    except InputError as err:  # an unreadable or refused checkpoint is just not resumed
+        log.warning("%s; starting fresh", err)
+        return None
+    if not isinstance(state, dict):
+        log.warning("%s: not a checkpoint of reid-pipeline; starting fresh", path)
         return None
     if state.get("fingerprint") != expected_fingerprint:
         log.warning("%s: checkpoint from different settings; starting fresh", path)

@@ -134,51 +134,18 @@ def train(
     run_fingerprint = fingerprint({"train": asdict(cfg), "settings": settings or {}})
     rank, world_size = rank_and_world()
     seed_everything(cfg.seed + rank)  # ranks draw different augmentations
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
-    if cfg.sync_bn and world_size > 1:
-        if device.type != "cuda":
-            raise InputError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernels)")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    criterion.to(device)
-    broadcast_parameters(criterion.parameters())  # the centres start equal on every rank
-    # DDP averages the model's gradients over the ranks; `model` stays the plain module whose
-    # state is checkpointed. The centres are averaged by train_step.
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                  else None) if world_size > 1 else model
-    if cfg.compile:
-        net = torch.compile(net)
+    model, net = _prepare(model, criterion, cfg, device, world_size)
     optimizer, center_optimizer, scheduler = build_optimizers(model, criterion, cfg, device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = grad_scaler(device, amp_dtype)
-
     if len(batches) == 0:
         raise InputError(
             f"no full batch: the training images cannot fill one batch of {cfg.batch_size} "
             f"({cfg.batch_size // cfg.num_instances} ids x {cfg.num_instances})"
         )
-
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] | None = None
-    start_epoch = 0
-    state = load_checkpoint(checkpoint_path, run_fingerprint)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        criterion.load_state_dict(state["criterion"])
-        optimizer.load_state_dict(state["optimizer"])
-        center_optimizer.load_state_dict(state["center_optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        # Each rank continues its own random streams (rank 0's alone would make all ranks draw
-        # the same augmentations after a resume).
-        set_rng_state(state["rng_per_rank"][rank])
-        history = state["history"]
-        best = state.get("best")
-        start_epoch = state["epoch"] + 1
-        log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
+    stateful = {"model": model, "criterion": criterion, "optimizer": optimizer,
+                "center_optimizer": center_optimizer, "scheduler": scheduler, "scaler": scaler}
+    history, best, start_epoch = _resume(checkpoint_path, run_fingerprint, stateful, rank)
 
     for epoch in range(start_epoch, cfg.epochs):
         batches.set_epoch(epoch)
@@ -195,26 +162,13 @@ def train(
         if evaluator is not None and eval_due(epoch, cfg.epochs, eval_period):
             stats.update(_evaluate(model, evaluator, epoch, cfg.epochs))
         history.append(stats)
-        if keep_best and best_epoch(history, keep_best) == epoch + 1:
-            best = {"epoch": epoch + 1, "score": stats[f"eval.{keep_best}"],
-                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        best = _best_so_far(model, history, keep_best, best)
         if checkpoint:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model": model.state_dict(),
-                    "criterion": criterion.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "center_optimizer": center_optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng_per_rank": rng_per_rank,
-                    "epoch": epoch,
-                    "history": history,
-                    "best": best,
-                    "fingerprint": run_fingerprint,
-                },
-            )
+            save_checkpoint(checkpoint_path, {
+                **{name: part.state_dict() for name, part in stateful.items()},
+                "rng_per_rank": rng_per_rank, "epoch": epoch, "history": history,
+                "best": best, "fingerprint": run_fingerprint,
+            })
         if on_epoch is not None:
             on_epoch(stats)
     if best is not None:
@@ -222,6 +176,53 @@ def train(
                  best["score"])
         model.load_state_dict(best["model"])
     return history
+
+
+def _prepare(model: nn.Module, criterion: ReidLoss, cfg: TrainConfig, device: torch.device,
+             world_size: int) -> tuple[nn.Module, nn.Module]:
+    """(the model on `device`, the module that runs the steps: DDP-wrapped with several ranks,
+    compiled with cfg.compile). The first stays the plain module whose state is checkpointed."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
+    if cfg.sync_bn and world_size > 1:
+        if device.type != "cuda":
+            raise InputError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernels)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion.to(device)
+    broadcast_parameters(criterion.parameters())  # the centres start equal on every rank
+    # DDP averages the model's gradients over the ranks; the centres are averaged by train_step.
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                  else None) if world_size > 1 else model
+    return model, torch.compile(net) if cfg.compile else net
+
+
+def _resume(checkpoint_path: Path, run_fingerprint: str, stateful: dict[str, Any], rank: int
+            ) -> tuple[list[dict[str, float]], dict[str, Any] | None, int]:
+    """(history, best weights so far, first epoch to train): restored from the checkpoint of
+    this very run into `stateful`'s parts, or a fresh start."""
+    state = load_checkpoint(checkpoint_path, run_fingerprint)
+    if state is None:
+        return [], None, 0
+    for name, part in stateful.items():
+        part.load_state_dict(state[name])
+    # Each rank continues its own random streams (rank 0's alone would make all ranks draw
+    # the same augmentations after a resume).
+    set_rng_state(state["rng_per_rank"][rank])
+    log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"] + 1)
+    return state["history"], state.get("best"), state["epoch"] + 1
+
+
+def _best_so_far(model: nn.Module, history: list[dict[str, Any]], keep_best: str | None,
+                 best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The weights `keep_best` keeps: a copy of the model's when the last epoch scored best."""
+    epoch = int(history[-1]["epoch"])
+    if not keep_best or best_epoch(history, keep_best) != epoch:
+        return best
+    return {"epoch": epoch, "score": history[-1][f"eval.{keep_best}"],
+            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
 
 def best_epoch(history: list[dict[str, Any]], score: str) -> int | None:

@@ -22,10 +22,10 @@ import torch
 from reid.data.manifest import query_gallery_labels, read_manifest
 from reid.engine.runtime import select_device
 from reid.io import write_json
+from reid.models.model_file import build_network, read_model_file
 from reid.params import BACKBONES, Params
 from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
 from reid.pipeline.features import embed, query_gallery_loaders
-from reid.pipeline.models import load_trained_model
 from reid.pipeline.scoring import load_features, score
 from reid.report.tables import scores
 
@@ -46,9 +46,9 @@ def _features_on(params: Params, train: str, test: str
 def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
               device: torch.device) -> dict[str, np.ndarray]:
     """The query and gallery of `manifest` embedded by the `train` model of `backbone`."""
-    model, saved = load_trained_model(model_path(backbone, train), params)
-    loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
-    arrays = embed(params, model, loaders, device, f"{backbone} ({train})")
+    trained = read_model_file(model_path(backbone, train))
+    loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
+    arrays = embed(params, build_network(trained), loaders, device, f"{backbone} ({train})")
     return {**arrays, **query_gallery_labels(manifest)}
 
 

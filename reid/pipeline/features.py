@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,26 +16,12 @@ from reid.data.transforms import build_test_transform
 from reid.engine.extract import extract_features
 from reid.engine.runtime import select_device
 from reid.io import atomic_path, file_digest
+from reid.models.model_file import build_network, read_model_file, results_info
 from reid.params import BACKBONES, Params
 from reid.paths import features_path, manifest_path, model_path
-from reid.pipeline.models import initial_model, load_trained_model
+from reid.pipeline.models import initial_model
 
 log = logging.getLogger(__name__)
-
-
-def model_info(saved: dict[str, Any], sha256: str) -> dict[str, Any]:
-    """What made the model, for the results table: epochs trained, recipe, input, init; and
-    the model file's digest, which ties the test metrics to the file and its MLflow run."""
-    cfg = saved.get("train_config", {})
-    return {
-        "model_sha256": sha256,
-        "epochs": len(saved["history"]),
-        "input_size": list(saved["input_size"]),
-        "pretrained": saved.get("pretrained") is not None,
-        "selected": saved.get("selected"),  # which epoch's weights (eval.select)
-        **{k: cfg[k] for k in ("lr", "batch_size", "num_instances", "warmup_epochs",
-                               "milestones", "gamma") if k in cfg},
-    }
 
 
 def query_gallery_loaders(
@@ -78,18 +63,19 @@ def extract(params: Params, dataset: str) -> None:
     device = select_device(params.train.device)
     for backbone in BACKBONES:
         path = model_path(backbone, dataset)
-        model, saved = load_trained_model(path, params)
-        loaders = query_gallery_loaders(params, manifest, saved["input_size"], device)
-        arrays = embed(params, model, loaders, device, backbone)
+        trained = read_model_file(path)
+        loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
+        arrays = embed(params, build_network(trained), loaders, device, backbone)
         if params.eval.untrained_baseline:
-            untrained = initial_model(params, backbone, saved["num_classes"])
+            untrained = initial_model(params, backbone, trained.num_classes)
             base = embed(params, untrained, loaders, device, f"{backbone} untrained")
             arrays.update({f"untrained_{split}": v for split, v in base.items()})
         arrays.update(query_gallery_labels(manifest))
         for split in TEST_SPLITS:
             paths = manifest.loc[manifest["split"] == split, "path"]
             arrays[f"{split}_paths"] = paths.to_numpy().astype(str)
-        arrays["model_info"] = np.array(json.dumps(model_info(saved, file_digest(path, "sha256"))))
+        info = results_info(trained, file_digest(path, "sha256"))
+        arrays["model_info"] = np.array(json.dumps(info))
         with atomic_path(features_path(backbone, dataset)) as tmp, tmp.open("wb") as fh:
             np.savez(fh, **arrays)
         log.info("%s/%s: query %s, gallery %s", dataset, backbone,

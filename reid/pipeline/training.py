@@ -23,6 +23,7 @@ from reid.engine.train import TrainConfig, best_epoch, train
 from reid.errors import InputError
 from reid.io import atomic_path, check_writable, file_digest
 from reid.losses import ReidLoss
+from reid.models.model_file import ModelFile, write_model_file
 from reid.params import Params
 from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
 from reid.pipeline.models import initial_model
@@ -109,26 +110,22 @@ def save_model_file(
     path: Path, params: Params, backbone: str, dataset: str, model: torch.nn.Module,
     cfg: TrainConfig, history: list[dict[str, Any]], selection: dict[str, Any],
 ) -> None:
-    """`models/<backbone>/<dataset>.pt`: the weights and all that rebuilds the model without
-    params.yaml (`reid.api.load_model`), the recipe, the curves and the code's commit."""
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "backbone": backbone,
-                "dataset": dataset,
-                "num_classes": model.classifier.out_features,
-                "feature_dim": model.feature_dim,
-                "effnet_variant": params.models[backbone].variant,
-                "input_size": [params.input.height, params.input.width],
-                "pretrained": params.models[backbone].pretrained,
-                "train_config": asdict(cfg),
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                "history": history,
-                "selected": selection,
-                **git_state(),
-            },
-            tmp,
-        )
+    """`models/<backbone>/<dataset>.pt` (`reid.models.model_file`): the weights and all that
+    rebuilds the model without params.yaml, the recipe, the losses and the code's commit."""
+    write_model_file(path, ModelFile(
+        backbone=backbone,
+        dataset=dataset,
+        num_classes=model.classifier.out_features,
+        feature_dim=model.feature_dim,
+        effnet_variant=params.models[backbone].variant,
+        input_size=(params.input.height, params.input.width),
+        pretrained=params.models[backbone].pretrained,
+        train_config=asdict(cfg),
+        state_dict=model.state_dict(),
+        history=history,
+        selected=selection,
+        **git_state(),
+    ))
 
 
 def train_stage(
@@ -185,34 +182,14 @@ def _train_on_rank(
         check_writable(model_path(backbone, dataset),
                        *(plots / name for name in ("curves.csv", "curves.png", "eval.csv")))
     cfg = train_config(params, backbone)
-    settings = {
-        "backbone": backbone,
-        "dataset": dataset,
-        "model": asdict(params.models[backbone]),
-        "input": asdict(params.input),
-        "device_pipeline": uses_device_pipeline(params.train.input_pipeline, device),
-        "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
-        "manifest_sha256": file_digest(manifest_file, "sha256"),
-        "world_size": info.world_size,  # the global batch is batch_size x world_size
-        "eval": {k: getattr(params.eval, k) for k in ("period", "val_ids", "select")},
-    }
+    settings = run_settings(params, backbone, dataset, device, info.world_size)
     ckpt = checkpoint_path(backbone, dataset)
     run_id_file = ckpt.with_name("mlflow_run.txt")
     run_key = fingerprint({"cfg": asdict(cfg), "settings": settings})
-    run_id = None
-    if ckpt.exists() and run_id_file.exists():
-        saved_key, _, saved_id = run_id_file.read_text().partition(" ")
-        run_id = saved_id.strip() if saved_key == run_key else None
-
     model = initial_model(params, backbone, num_classes)
-    criterion = ReidLoss(
-        num_classes,
-        model.feature_dim,
-        epsilon=params.train.label_smoothing,
-        margin=params.train.margin,
-        center_weight=params.train.center_weight,
-    )
-    inp = params.input
+    t, inp = params.train, params.input
+    criterion = ReidLoss(num_classes, model.feature_dim, epsilon=t.label_smoothing,
+                         margin=t.margin, center_weight=t.center_weight)
     batches = build_train_batches(
         params, rows["path"].tolist(), rows["label"].tolist(), device,
         rank=info.rank, world_size=info.world_size, progress=progress and info.is_main,
@@ -230,7 +207,7 @@ def _train_on_rank(
         params=params,
         run_params={"run.backbone": backbone, "run.dataset": dataset},
         tags={"stage": f"train_{backbone}", "backbone": backbone, "dataset": dataset},
-        run_id=run_id,
+        run_id=_resumed_run_id(run_id_file, run_key) if ckpt.exists() else None,
     )
     ev = params.eval
     with tracker:
@@ -238,43 +215,71 @@ def _train_on_rank(
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             run_id_file.write_text(f"{run_key} {tracker.run_id}\n")
         history = train(
-            model,
-            criterion,
-            batches,
-            cfg,
-            device=device,
-            checkpoint_path=ckpt,
-            settings=settings,
+            model, criterion, batches, cfg, device=device, checkpoint_path=ckpt,
+            settings=settings, progress=progress,
             on_epoch=lambda stats: tracker.log_metrics(stats, step=int(stats["epoch"])),
-            progress=progress,
             evaluator=build_evaluator(params, eval_rows, (inp.height, inp.width), device)
             if ev.period and info.is_main else None,
             eval_period=ev.period,
             keep_best="mAP" if ev.select == "best_val" else None,
-            checkpoint_period=params.train.checkpoint_period,
+            checkpoint_period=t.checkpoint_period,
         )
         if not info.is_main:
             return {"epochs": len(history)}
-        selection = selected_epoch(history, ev.select, eval_split)
-        out = model_path(backbone, dataset)
-        save_model_file(out, params, backbone, dataset, model, cfg, history, selection)
-        tracker.set_tags({"model_sha256": file_digest(out, "sha256")})
-        tracker.log_metrics({"selected_epoch": selection["epoch"],
-                             **({"selected_eval.mAP": selection["mAP"]}
-                                if selection["mAP"] is not None else {})})
-        if params.tracking.enabled and params.tracking.log_models:
-            tracker.log_model(model.cpu().eval())
-        write_curves(history, plots, f"{backbone} on {dataset}", eval_split)
-        final = history[-1]
-        tracker.log_metrics(
-            {f"final_{k}": final[k] for k in ("loss", "ce", "triplet", "center", "accuracy")}
-        )
-        for name in ("curves.png", "curves.csv", "eval.csv"):
-            tracker.log_artifact(plots / name, "plots")
-        tracker.log_artifact(Path("params.yaml"))
+        out = write_outputs(params, backbone, dataset, model, cfg, history, eval_split, tracker)
     ckpt.unlink(missing_ok=True)
     run_id_file.unlink(missing_ok=True)
-    return {"model": str(out), "epochs": len(history), **final}
+    return {"model": str(out), "epochs": len(history), **history[-1]}
+
+
+def run_settings(params: Params, backbone: str, dataset: str, device: torch.device,
+                 world_size: int) -> dict[str, Any]:
+    """What defines a training run beside its TrainConfig: a checkpoint resumes only the same."""
+    return {
+        "backbone": backbone,
+        "dataset": dataset,
+        "model": asdict(params.models[backbone]),
+        "input": asdict(params.input),
+        "device_pipeline": uses_device_pipeline(params.train.input_pipeline, device),
+        "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
+        "manifest_sha256": file_digest(manifest_path(dataset), "sha256"),
+        "world_size": world_size,  # the global batch is batch_size x world_size
+        "eval": {k: getattr(params.eval, k) for k in ("period", "val_ids", "select")},
+    }
+
+
+def _resumed_run_id(run_id_file: Path, run_key: str) -> str | None:
+    """The MLflow run of the checkpointed training with these very settings, if any."""
+    if not run_id_file.exists():
+        return None
+    saved_key, _, saved_id = run_id_file.read_text().partition(" ")
+    return saved_id.strip() if saved_key == run_key else None
+
+
+def write_outputs(
+    params: Params, backbone: str, dataset: str, model: torch.nn.Module, cfg: TrainConfig,
+    history: list[dict[str, Any]], eval_split: str, tracker: Tracker,
+) -> Path:
+    """The model file, the curves and what the MLflow run gets at the end; the model file."""
+    selection = selected_epoch(history, params.eval.select, eval_split)
+    out = model_path(backbone, dataset)
+    save_model_file(out, params, backbone, dataset, model, cfg, history, selection)
+    tracker.set_tags({"model_sha256": file_digest(out, "sha256")})
+    tracker.log_metrics({"selected_epoch": selection["epoch"],
+                         **({"selected_eval.mAP": selection["mAP"]}
+                            if selection["mAP"] is not None else {})})
+    if params.tracking.enabled and params.tracking.log_models:
+        tracker.log_model(model.cpu().eval())
+    plots = train_plot_dir(backbone, dataset)
+    write_curves(history, plots, f"{backbone} on {dataset}", eval_split)
+    final = history[-1]
+    tracker.log_metrics(
+        {f"final_{k}": final[k] for k in ("loss", "ce", "triplet", "center", "accuracy")}
+    )
+    for name in ("curves.png", "curves.csv", "eval.csv"):
+        tracker.log_artifact(plots / name, "plots")
+    tracker.log_artifact(Path("params.yaml"))
+    return out
 
 
 def selected_epoch(history: list[dict[str, Any]], select: str, split: str) -> dict[str, Any]:
