@@ -1,7 +1,8 @@
-"""Benchmark reid.metrics against the straightforward oracles: seconds, peak memory, agreement.
+"""Benchmark reid.metrics against its reference implementations: seconds, peak memory, agreement.
 
     python benchmarks/bench_evaluation.py --size market [--device cpu] [--skip-oracle]
 
+The reference implementations (the oracles) live with the tests, in tests/reference_metrics.py.
 Generates a problem with identity structure (id centre + camera bias + noise, L2-normalised
 features; Market-like junk pid -1 and distractor pid 0 gallery entries), then runs every part in
 a fresh spawned subprocess, so that each part's peak RSS (`ru_maxrss`, read in the child) is its
@@ -23,16 +24,24 @@ import multiprocessing
 import os
 import queue as queue_module
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from oracles import evaluate_ranking_argsort, k_reciprocal_rerank_dense
 
-import reid.metrics.rerank as rerank
-from reid.metrics import evaluate_ranking, k_reciprocal_rerank
+# Run as a script: the repository root first on the path, for `tests.reference_metrics` and
+# this checkout's `reid`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import reid.metrics.rerank as rerank  # noqa: E402
+from reid.metrics import evaluate_ranking, k_reciprocal_rerank  # noqa: E402
+from tests.reference_metrics import (  # noqa: E402
+    evaluate_ranking_argsort,
+    k_reciprocal_rerank_dense,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from reid.data import generated
 from reid.data.generated import generate_cuhk03, generate_market1501
+from reid.data.generated.people import Person, random_people
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MARKET_NAME = re.compile(r"(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg")
@@ -222,10 +222,10 @@ def test_cuhk03_bad_arguments(tmp_path: Path, override: dict, message: str) -> N
 
 def test_lookalikes_differ_in_one_attribute_group() -> None:
     rng = np.random.default_rng(0)
-    people = generated._random_people(rng, 200)
-    fields = [f.name for f in dataclasses.fields(generated._Person)]
+    people = random_people(rng, 200)
+    fields = [f.name for f in dataclasses.fields(Person)]
 
-    def differing(a: generated._Person, b: generated._Person) -> set[str]:
+    def differing(a: Person, b: Person) -> set[str]:
         return {f for f in fields if not np.array_equal(getattr(a, f), getattr(b, f))}
 
     closest = [min(len(differing(p, q)) for q in people[:i]) for i, p in enumerate(people) if i]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import reid.metrics.ranking as ranking
-from benchmarks.oracles import evaluate_ranking_argsort
 from reid.metrics import evaluate_ranking
+from tests.reference_metrics import evaluate_ranking_argsort
 
 DEVICES = [None, "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import reid.metrics.rerank as rerank
-from benchmarks.oracles import k_reciprocal_rerank_dense
 from reid.metrics import k_reciprocal_rerank
+from tests.reference_metrics import k_reciprocal_rerank_dense
 
 DEVICES = [None, "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,4 +1,4 @@
-"""Straightforward reference implementations: the oracles for `reid.metrics`.
+"""Reference implementations of `reid.metrics`: the oracles its fast code is checked against.
 
 Used by tests/test_ranking.py, tests/test_rerank.py and benchmarks/bench_evaluation.py. They are
 written for clarity, not speed, and follow the published definitions / the authors' code.
