@@ -1,157 +1,200 @@
 """Typed, validated view of `params.yaml`.
 
-Each stage loads the file once into frozen dataclasses; an unknown key, a missing key, a
-value of the wrong type or out of its range fails here with a message naming the key (e.g.
-`train.epochs`), so nothing below the stages ever sees the raw dictionary.
+Each stage loads the file once into frozen dataclasses; an unknown key, a missing key, a value
+of the wrong type or outside the limits written on its field fails here with one line naming
+the key (e.g. `train.epochs`), so nothing below the stages ever sees the raw dictionary.
 
-The values live in params.yaml alone: the section classes have no defaults (one source of
-truth; a key missing from the file is an error). Only optional per-dataset and per-model keys
-(checksums, CUHK03 variant, ImageNet weights, epoch overrides) and the generated data's size
-have defaults, which are what params.yaml spells out.
+The values live in params.yaml alone: the classes have no defaults (a key missing from the
+file is an error), except the optional keys of a dataset or a model (checksums, CUHK03
+variant, ImageNet weights, epoch override, EfficientNet variant), whose defaults are what
+params.yaml spells out (tests/test_params.py checks that they agree).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from reid.errors import InputError
 
-BACKBONES = ("resnet50", "resnet50_ibn_a", "effnetv2")
+BACKBONES: tuple[str, ...] = ("resnet50", "resnet50_ibn_a", "effnetv2")
 # On-disk formats of `data.<name>.format`; a dataset named after one has that format by default.
 # market1501: any Market layout (Market-1501, DukeMTMC-reID, CUHK03-NP); cuhk03: the release
 # .mat + new-protocol files, or CUHK03-NP; msmt17: MSMT17_V1 / MSMT17_V2 with their list files;
 # csv: a `path,pid,camid,split` file.
 FORMATS = ("market1501", "cuhk03", "msmt17", "csv")
-GENERATED_FORMATS = ("market1501", "cuhk03", "msmt17")  # `source: generated` is built in
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ParamsError(InputError):
     """A params file that does not match the expected schema."""
 
 
+# Checks written on a field as `Annotated[type, check]`: each raises ValueError("must be ...").
+def limits(low: float, high: float | None = None, *, low_open: bool = False
+           ) -> Callable[[float], None]:
+    """The range of a number: [low, high], or (low, high] with `low_open`."""
+    bound = (f"in {'(' if low_open else '['}{low}, {high}]" if high is not None
+             else f"{'>' if low_open else '>='} {low}")
+
+    def check(value: float) -> None:
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            raise ValueError(f"must be {bound}")
+
+    return check
+
+
+def plain_name(name: str) -> None:
+    """A dataset name becomes a folder name (data/raw/<name>): no separator, no `..`."""
+    if not PLAIN_NAME.fullmatch(name):
+        raise ValueError("must be a plain name (letters, digits, _ and -)")
+
+
+def min_max(pair: list[int]) -> None:
+    if len(pair) != 2 or pair[0] > pair[1]:
+        raise ValueError("must be [min, max] with min <= max")
+
+
+Count = Annotated[int, limits(1)]
+NonNegative = Annotated[int, limits(0)]
+Fraction = Annotated[float, limits(0, 1)]
+Positive = Annotated[float, limits(0, low_open=True)]
+DatasetName = Annotated[str, plain_name]
+MinMax = Annotated[list[Count], min_max]
+
+
+# The size of the built-in data of each format (`data.<name>.generated`, for `source: generated`)
 @dataclass(frozen=True)
 class GeneratedMarketParams:
-    num_train_ids: int = 32
-    num_test_ids: int = 32
-    num_distractors: int = 16
-    num_junk: int = 8
-    cameras: int = 6
-    images_per_camera: list[int] = field(default_factory=lambda: [1, 3])
-    seed: int = 0
+    num_train_ids: Count
+    num_test_ids: Count
+    num_distractors: NonNegative
+    num_junk: NonNegative
+    cameras: Annotated[int, limits(2, 9)]  # one digit in Market names
+    images_per_camera: MinMax
+    seed: NonNegative
 
 
 @dataclass(frozen=True)
 class GeneratedCuhk03Params:
-    num_pairs: int = 2
-    ids_per_pair: int = 32
-    num_test_ids: int = 32
-    images_per_view: list[int] = field(default_factory=lambda: [2, 5])
-    seed: int = 1
+    num_pairs: Count
+    ids_per_pair: Count
+    num_test_ids: Count
+    images_per_view: Annotated[list[Annotated[int, limits(1, 5)]], min_max]
+    seed: NonNegative
 
 
 @dataclass(frozen=True)
 class GeneratedMsmt17Params:
-    version: Literal["V1", "V2"] = "V1"
-    num_train_ids: int = 8
-    num_test_ids: int = 8
-    cameras: int = 15
-    images_per_camera: list[int] = field(default_factory=lambda: [1, 2])
-    seed: int = 2
+    version: Literal["V1", "V2"]
+    num_train_ids: Count
+    num_test_ids: Count
+    cameras: Annotated[int, limits(2, 15)]  # MSMT17 has 15
+    images_per_camera: MinMax
+    seed: NonNegative
+
+
+GENERATED: dict[str, type] = {  # format -> the schema of its built-in data
+    "market1501": GeneratedMarketParams,
+    "cuhk03": GeneratedCuhk03Params,
+    "msmt17": GeneratedMsmt17Params,
+}
 
 
 @dataclass(frozen=True)
 class DatasetParams:
-    """A dataset: its on-disk `format` (see FORMATS; defaults to the dataset's name when that is
-    a format) and where it comes from: `generated`, a local archive, folder or CSV file, or an
-    http(s) URL. `parse_params` fills `format` in, so later code never sees None."""
+    """A dataset: its on-disk `format` (see FORMATS; in params.yaml, the dataset's name by
+    default when that is a format), where it comes from (`generated`, a local archive, folder
+    or CSV file, or an http(s) URL) and, for `generated`, the size of the built-in data."""
 
-    format: Literal["market1501", "cuhk03", "msmt17", "csv"] | None = None
-    source: str = "generated"
+    format: Literal["market1501", "cuhk03", "msmt17", "csv"]
+    source: str
     sha256: str | None = None
     md5: str | None = None
     variant: Literal["detected", "labeled"] = "detected"  # CUHK03 only
-    generated: dict[str, Any] = field(default_factory=dict)
+    generated: GeneratedMarketParams | GeneratedCuhk03Params | GeneratedMsmt17Params | None = None
 
 
 @dataclass(frozen=True)
 class InputParams:
-    height: int
-    width: int
-    flip_p: float
-    padding: int
-    erasing_p: float
+    height: Count
+    width: Count
+    flip_p: Fraction
+    padding: NonNegative
+    erasing_p: Fraction
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    seed: int
-    epochs: int
-    batch_size: int
-    num_instances: int
-    lr: float
-    weight_decay: float
-    warmup_epochs: int
-    warmup_factor: float
-    milestones: list[int]
-    gamma: float
-    label_smoothing: float
-    margin: float
-    center_weight: float
-    center_lr: float
+    seed: NonNegative
+    epochs: Count
+    batch_size: Annotated[int, limits(2)]
+    num_instances: Count
+    lr: Positive
+    weight_decay: Annotated[float, limits(0)]
+    warmup_epochs: NonNegative
+    warmup_factor: Annotated[float, limits(0, 1, low_open=True)]
+    milestones: list[Count]
+    gamma: Annotated[float, limits(0, 1, low_open=True)]
+    label_smoothing: Fraction
+    margin: Annotated[float, limits(0)]
+    center_weight: Annotated[float, limits(0)]
+    center_lr: Positive
     amp: bool
     device: str
-    num_workers: int
+    num_workers: NonNegative
     pin_memory: bool
     # auto: decode once and augment on the GPU under CUDA, DataLoader workers on the CPU
     input_pipeline: Literal["auto", "device", "loader"]
     channels_last: bool  # CUDA only
-    nproc: int  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
+    nproc: Count  # processes (GPUs) per train stage: > 1 runs it under torchrun with DDP
     sync_bn: bool  # nproc > 1 on CUDA: BatchNorm statistics over all processes
     compile: bool  # torch.compile the model (pays off on long GPU runs)
-    checkpoint_period: int  # write the resume checkpoint every N epochs (0: never)
+    checkpoint_period: NonNegative  # write the resume checkpoint every N epochs (0: never)
 
 
 @dataclass(frozen=True)
 class ModelParams:
     pretrained: str | None = None
-    epochs: int | None = None  # overrides train.epochs for this backbone
+    epochs: Count | None = None  # overrides train.epochs for this backbone
     variant: str = "tf_efficientnetv2_s"  # effnetv2 only: the timm model name
 
 
 @dataclass(frozen=True)
 class EvalParams:
-    batch_size: int
+    batch_size: Count
     flip: bool
     normalize: bool
     metric: Literal["euclidean", "cosine"]
-    max_rank: int
+    max_rank: Annotated[int, limits(10)]  # the tables report rank-10
     untrained_baseline: bool  # also score the randomly initialised network
-    bootstrap_resamples: int  # 95% intervals of mAP / rank-1 (reid.metrics.bootstrap)
-    bootstrap_seed: int
-    period: int  # evaluate during training every N epochs and at the last (0: off)
+    bootstrap_resamples: Annotated[int, limits(1000)]  # 95% intervals of mAP / rank-1
+    bootstrap_seed: NonNegative
+    period: NonNegative  # evaluate during training every N epochs and at the last (0: off)
     period_flip: bool  # flip-average then too (twice the cost of each of those evaluations)
-    val_ids: int  # training ids moved into a validation split scored during training (0: off)
+    val_ids: NonNegative  # training ids moved into a validation split scored during training
     select: Literal["last", "best_val"]  # the weights a model file keeps
 
 
 @dataclass(frozen=True)
 class RerankParams:
-    k1: int
-    k2: int
-    lambda_value: float
+    k1: Count
+    k2: Count
+    lambda_value: Fraction
 
 
 @dataclass(frozen=True)
 class ReportParams:
-    num_queries: int
-    top_k: int
+    num_queries: NonNegative
+    top_k: Count
     rerank: bool
 
 
@@ -165,8 +208,8 @@ class TrackingParams:
 @dataclass(frozen=True)
 class Params:
     backbone: str
-    datasets: list[str]
-    data: dict[str, DatasetParams]
+    datasets: list[DatasetName]
+    data: dict[DatasetName, DatasetParams]
     models: dict[str, ModelParams]
     input: InputParams
     train: TrainParams
@@ -187,6 +230,15 @@ def _type_name(tp: Any) -> str:
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`, recursing into lists, dicts and dataclasses."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *checks = typing.get_args(tp)
+        value = _convert(value, base, key)
+        for check in checks:
+            try:
+                check(value)
+            except ValueError as err:
+                raise ParamsError(f"{key} {err}, got {value!r}") from None
+        return value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
@@ -213,12 +265,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ParamsError(f"{key}: expected a mapping, got {value!r}")
-        _, val_tp = typing.get_args(tp)
-        return {k: _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+        key_tp, val_tp = typing.get_args(tp)
+        return {_convert(k, key_tp, f"{key} key"): _convert(v, val_tp, f"{key}.{k}")
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if tp is Any:
-        return value
+        return value if isinstance(value, tp) else from_dict(tp, value, key)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):
@@ -242,7 +293,7 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ParamsError(f"{prefix or 'params'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -261,89 +312,49 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-# Allowed ranges of the numeric keys: (lowest, highest, whether the lowest is allowed).
-RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    "input.height": (1, None, True),
-    "input.width": (1, None, True),
-    "input.flip_p": (0, 1, True),
-    "input.padding": (0, None, True),
-    "input.erasing_p": (0, 1, True),
-    "train.seed": (0, None, True),
-    "train.epochs": (1, None, True),
-    "train.batch_size": (2, None, True),
-    "train.num_instances": (1, None, True),
-    "train.lr": (0, None, False),
-    "train.weight_decay": (0, None, True),
-    "train.warmup_epochs": (0, None, True),
-    "train.warmup_factor": (0, 1, False),
-    "train.milestones[]": (1, None, True),
-    "train.gamma": (0, 1, False),
-    "train.label_smoothing": (0, 1, True),
-    "train.margin": (0, None, True),
-    "train.center_weight": (0, None, True),
-    "train.center_lr": (0, None, False),
-    "train.num_workers": (0, None, True),
-    "train.nproc": (1, None, True),
-    "train.checkpoint_period": (0, None, True),
-    "models.*.epochs": (1, None, True),
-    "eval.batch_size": (1, None, True),
-    "eval.max_rank": (10, None, True),  # the tables report rank-10
-    "eval.bootstrap_resamples": (1000, None, True),
-    "eval.bootstrap_seed": (0, None, True),
-    "eval.period": (0, None, True),
-    "eval.val_ids": (0, None, True),
-    "rerank.k1": (1, None, True),
-    "rerank.k2": (1, None, True),
-    "rerank.lambda_value": (0, 1, True),
-    "report.num_queries": (0, None, True),
-    "report.top_k": (1, None, True),
-}
+def _typed_datasets(raw: Any) -> Any:
+    """`raw` with each dataset's format filled in (a dataset named after a format has that
+    format unless it says otherwise) and its `generated` section read in that format's schema."""
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return raw  # `from_dict` names what is wrong
+    return {**raw, "data": {name: _typed_dataset(name, entry) for name, entry in data.items()}}
 
 
-def _range_values(params: Params, key: str) -> list[tuple[str, Any]]:
-    """(name, value) of a RANGES key: `a.b`, `a.*.b` (every entry) or `a.b[]` (every item)."""
-    section, rest = key.split(".", 1)
-    if rest.startswith("*."):
-        field_name = rest[2:]
-        return [(f"{section}.{name}.{field_name}", getattr(entry, field_name))
-                for name, entry in getattr(params, section).items()]
-    if rest.endswith("[]"):
-        items = getattr(getattr(params, section), rest[:-2])
-        return [(f"{key[:-2]}[{i}]", v) for i, v in enumerate(items)]
-    return [(key, getattr(getattr(params, section), rest))]
-
-
-def _check_ranges(params: Params) -> None:
-    for key, (low, high, low_allowed) in RANGES.items():
-        for name, value in _range_values(params, key):
-            if value is None:
-                continue
-            too_low = low is not None and (value < low or (value == low and not low_allowed))
-            too_high = high is not None and value > high
-            if too_low or too_high:
-                bound = (f"in {'[' if low_allowed else '('}{low}, {high}]" if high is not None
-                         else f"{'>=' if low_allowed else '>'} {low}")
-                raise ParamsError(f"{name} must be {bound}, got {value!r}")
+def _typed_dataset(name: str, entry: Any) -> Any:
+    if not isinstance(entry, dict):
+        return entry  # `from_dict` names what is wrong
+    if entry.get("format") is None:
+        if name not in FORMATS:
+            raise ParamsError(f"data.{name}.format is missing: {name!r} is not a format's "
+                              f"name, so say which format it is ({' | '.join(FORMATS)})")
+        entry = {**entry, "format": name}
+    fmt, generated = entry["format"], entry.get("generated")
+    if generated is None or not isinstance(fmt, str) or fmt not in FORMATS:
+        return entry  # nothing to read, or a wrong format that `from_dict` names
+    if fmt not in GENERATED:
+        raise ParamsError(f"data.{name}.generated must be absent: no built-in generated data "
+                          f"in the {fmt} format")
+    return {**entry, "generated": from_dict(GENERATED[fmt], generated, f"data.{name}.generated")}
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
     """Validate a params dictionary into `Params`, checking names across sections."""
-    params = from_dict(Params, raw, "")
+    params = from_dict(Params, _typed_datasets(raw), "")
     if params.backbone not in BACKBONES:
         raise ParamsError(f"backbone: unknown {params.backbone!r}; choose one of {BACKBONES}")
     for name in params.datasets:
         if name not in params.data:
             raise ParamsError(f"datasets lists {name!r} but data.{name} is missing (it needs "
                               f"at least `format` ({' | '.join(FORMATS)}) and `source`)")
-    params = dataclasses.replace(params, data={
-        name: _with_format(name, entry) for name, entry in params.data.items()})
+    for name, entry in params.data.items():
+        _check_generated_source(name, entry)
     for name in params.models:
         if name not in BACKBONES:
             raise ParamsError(f"models.{name}: unknown backbone; choose from {BACKBONES}")
     for name in BACKBONES:
         if name not in params.models:
             raise ParamsError(f"missing key models.{name}")
-    _check_ranges(params)
     ev = params.eval
     if ev.select == "best_val" and not (ev.val_ids and ev.period):
         raise ParamsError("eval.select: best_val picks the epoch by validation mAP, so it needs "
@@ -359,16 +370,17 @@ def parse_params(raw: dict[str, Any]) -> Params:
     return params
 
 
-def _with_format(name: str, entry: DatasetParams) -> DatasetParams:
-    """`entry` with its format filled in from the dataset's name, checked against its source."""
-    fmt = entry.format or (name if name in FORMATS else None)
-    if fmt is None:
-        raise ParamsError(f"data.{name}.format is missing: {name!r} is not a format's name, so "
-                          f"say which format it is ({' | '.join(FORMATS)})")
-    if entry.source == "generated" and fmt not in GENERATED_FORMATS:
-        raise ParamsError(f"data.{name}.source: no built-in generated data in the {fmt} format;"
-                          f" give the path of your {fmt} file or folder")
-    return dataclasses.replace(entry, format=fmt)
+def _check_generated_source(name: str, entry: DatasetParams) -> None:
+    """`source: generated` needs a format with built-in data, and the size of that data."""
+    if entry.source != "generated":
+        return
+    if entry.format not in GENERATED:
+        raise ParamsError(f"data.{name}.source: no built-in generated data in the "
+                          f"{entry.format} format; give the path of your {entry.format} file "
+                          f"or folder")
+    if entry.generated is None:
+        raise ParamsError(f"missing key data.{name}.generated (the size of the built-in "
+                          f"{entry.format} data, as in params.yaml)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

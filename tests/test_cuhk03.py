@@ -125,7 +125,7 @@ def test_split_summary_says_where_the_split_came_from(
     from reid.params import DatasetParams
     from reid.pipeline.split import split
 
-    params = DatasetParams(source="/data/cuhk03", variant="detected")
+    params = DatasetParams(format="cuhk03", source="/data/cuhk03", variant="detected")
     release_copy = tmp_path / "release"
     shutil.copytree(release, release_copy)
     np_root = tmp_path / "np"

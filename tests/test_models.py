@@ -112,7 +112,7 @@ def _residual_blocks(name: str, backbone: nn.Module) -> list[nn.Module]:
     return [b for layer in layers for b in layer if b.downsample is None]
 
 
-@pytest.mark.parametrize("name", ["resnet50", "resnet50_ibn_a", "effnetv2"])
+@pytest.mark.parametrize("name", BACKBONES)
 def test_untrained_residual_blocks_start_as_the_identity(name: str) -> None:
     # the last norm of every residual branch starts at scale 0 (Goyal et al. 2017)
     backbone = build_backbone(name).eval()

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reid.params import BACKBONES
 from tests.tiny import tiny_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DATASETS = ("market1501", "cuhk03")
-BACKBONES = ("resnet50", "resnet50_ibn_a", "effnetv2")
 
 pytestmark = pytest.mark.slow
 

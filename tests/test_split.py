@@ -9,7 +9,7 @@ import pytest
 from reid.data.generated import generate_market1501
 from reid.data.provenance import write_source_record
 from reid.errors import InputError
-from reid.params import DatasetParams
+from reid.params import DatasetParams, GeneratedMsmt17Params
 from reid.pipeline.download import download
 from reid.pipeline.split import split
 
@@ -24,7 +24,7 @@ def market_raw(tmp_path: Path) -> Path:
 
 def test_a_truncated_gallery_jpeg_fails_the_split_and_keeps_the_old_manifest(market_raw,
                                                                              tmp_path):
-    params = DatasetParams(format="market1501")
+    params = DatasetParams(format="market1501", source="generated")
     out = tmp_path / "split"
     summary = split("duke", params, market_raw, out)
     assert summary["format"] == "market1501" and summary["num_images_decoded"] > 0
@@ -38,8 +38,9 @@ def test_a_truncated_gallery_jpeg_fails_the_split_and_keeps_the_old_manifest(mar
 
 @pytest.mark.parametrize("version", ["V1", "V2"])
 def test_generated_msmt17_downloads_and_splits_with_its_version(tmp_path, version):
-    params = DatasetParams(format="msmt17", generated={"version": version, "num_train_ids": 4,
-                                                       "num_test_ids": 4, "cameras": 4})
+    generated = GeneratedMsmt17Params(version=version, num_train_ids=4, num_test_ids=4,
+                                      cameras=4, images_per_camera=[1, 2], seed=2)
+    params = DatasetParams(format="msmt17", source="generated", generated=generated)
     raw = download("msmt17", params, tmp_path / "raw")
     summary = split("msmt17", params, raw, tmp_path / "split")
     assert f"MSMT17 {version}" in summary["protocol"]

@@ -19,10 +19,9 @@ from torch import nn
 from reid.errors import InputError
 from reid.models.head import ReidModel
 from reid.models.resnet_ibn import resnet50_ibn_a
+from reid.params import BACKBONES
 
 logger = logging.getLogger(__name__)
-
-BACKBONES: tuple[str, ...] = ("resnet50", "resnet50_ibn_a", "effnetv2")
 
 # Keys of an ImageNet classifier in timm / torchvision / IBN-Net checkpoints; not part of a
 # feature extractor.

@@ -12,35 +12,22 @@ from reid.data.market1501 import find_market_root
 from reid.data.msmt17 import find_msmt17_root
 from reid.data.provenance import write_source_record
 from reid.data.sources import SourceError, fetch_dataset, verify_checksum
-from reid.params import (
-    DatasetParams,
-    GeneratedCuhk03Params,
-    GeneratedMarketParams,
-    GeneratedMsmt17Params,
-    ParamsError,
-    from_dict,
-)
+from reid.params import DatasetParams
 
 log = logging.getLogger(__name__)
 
-
-# format -> (the schema of `data.<dataset>.generated`, the function writing that dataset)
+# format -> the function writing its built-in data (sized by `data.<dataset>.generated`)
 GENERATORS = {
-    "market1501": (GeneratedMarketParams, generate_market1501),
-    "cuhk03": (GeneratedCuhk03Params, generate_cuhk03),
-    "msmt17": (GeneratedMsmt17Params, generate_msmt17),
+    "market1501": generate_market1501,
+    "cuhk03": generate_cuhk03,
+    "msmt17": generate_msmt17,
 }
 
 
-def _generator(dataset: str, params: DatasetParams):
-    """A function writing the built-in dataset into a folder, from `data.<dataset>.generated`."""
-    if params.format not in GENERATORS:
-        raise ParamsError(f"data.{dataset}: no built-in generated data in the {params.format} "
-                          f"format (only {', '.join(GENERATORS)})")
-    schema, generate = GENERATORS[params.format]
-    spec = from_dict(schema, params.generated, f"data.{dataset}.generated")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in asdict(spec).items()}
-    return lambda folder: generate(folder, **kwargs)
+def _generate(params: DatasetParams, folder: Path) -> object:
+    """Write the built-in dataset of `params` into `folder` (its size checked by the params)."""
+    sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in asdict(params.generated).items()}
+    return GENERATORS[params.format](folder, **sizes)
 
 
 def find_cuhk03_data(folder: Path, variant: str) -> Path:
@@ -81,7 +68,7 @@ def download(dataset: str, params: DatasetParams, dest: Path) -> Path:
     return fetch_dataset(
         params.source,
         dest,
-        generate=_generator(dataset, params),
+        generate=lambda folder: _generate(params, folder),
         validate=validators[params.format],
         sha256=params.sha256,
         md5=params.md5,
