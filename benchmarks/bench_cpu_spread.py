@@ -50,7 +50,7 @@ from reid.params import load_params
 from reid.paths import manifest_path
 from reid.pipeline.features import embed, query_gallery_loaders
 from reid.pipeline.models import load_trained_model
-from reid.report.tables import scores
+from reid.pipeline.scoring import scores
 params = load_params("params.yaml")
 model, saved = load_trained_model(Path("models/resnet50/market1501.pt"), params)
 manifest = read_manifest(manifest_path("market1501"))

@@ -26,8 +26,7 @@ from reid.params import BACKBONES, Params
 from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
 from reid.pipeline.features import embed, query_gallery_loaders
 from reid.pipeline.models import load_trained_model
-from reid.pipeline.scoring import load_features, score
-from reid.report.tables import scores
+from reid.pipeline.scoring import load_features, score, scores
 
 log = logging.getLogger(__name__)
 

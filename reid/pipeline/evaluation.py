@@ -28,10 +28,10 @@ from reid.paths import (
     results_dir,
     split_dir,
 )
-from reid.pipeline.scoring import load_features, rank, score
+from reid.pipeline.scoring import load_features, rank, score, scores
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_ranked_list, ranked_gallery
-from reid.report.tables import model_label, results_table, scores, write_results
+from reid.report.tables import model_label, results_table, write_results
 from reid.tracking import Tracker, model_params, model_run_name
 
 log = logging.getLogger(__name__)
