@@ -49,7 +49,7 @@ from reid.params import load_params
 from reid.paths import manifest_path
 from reid.pipeline.features import embed, query_gallery_loaders
 from reid.models.model_file import build_network, read_model_file
-from reid.report.tables import scores
+from reid.pipeline.scoring import scores
 params = load_params("params.yaml")
 trained = read_model_file("models/resnet50/market1501.pt")
 manifest = read_manifest(manifest_path("market1501"))

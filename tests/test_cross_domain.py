@@ -20,7 +20,8 @@ import yaml
 from reid.metrics import evaluate_ranking
 from reid.metrics.distance import pairwise_distance
 from reid.params import BACKBONES
-from reid.report.tables import DISPLAY_NAMES, cross_domain_table, scores
+from reid.pipeline.scoring import scores
+from reid.report.tables import DISPLAY_NAMES, cross_domain_table
 from tests.conftest import write_model_file
 from tests.dvc_stages import REPO
 from tests.tiny import tiny_params

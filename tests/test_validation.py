@@ -146,8 +146,7 @@ def test_scoring_during_training_is_the_evaluate_stages(workdir, monkeypatch, fl
     from reid.engine.extract import extract_features
     from reid.pipeline.features import query_gallery_loaders
     from reid.pipeline.models import initial_model
-    from reid.pipeline.scoring import score
-    from reid.report.tables import scores
+    from reid.pipeline.scoring import score, scores
 
     monkeypatch.setattr(validation, "fits_in_host_memory", lambda nbytes: fits)
     decoded, decode = [], validation.decode_images

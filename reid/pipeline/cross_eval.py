@@ -26,8 +26,7 @@ from reid.models.model_file import build_network, read_model_file
 from reid.params import BACKBONES, Params
 from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
 from reid.pipeline.features import embed, query_gallery_loaders
-from reid.pipeline.scoring import load_features, score
-from reid.report.tables import scores
+from reid.pipeline.scoring import load_features, score, scores
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,10 @@
-"""The `evaluate` and `rerank` stages: metrics, tables and pictures from extracted features.
+"""The `evaluate` and `rerank` stages: every backbone's features scored by one loop.
+
+`score_backbones` ranks each backbone's query x gallery features by a distance (plain for
+`evaluate`, k-reciprocal re-ranked for `rerank`) and returns the scores with their intervals,
+the per-query tables, and the protocol and gallery that every backbone was scored on. The two
+stages differ only in the distance and in what they write: `evaluate` the metrics and CMC
+plots; `rerank` its metrics, the results table and the ranked-list pictures (`reid.report`).
 
 No model is built here: these stages read `features/<ds>/` only, so they do not import
 the models or the training stack.
@@ -10,31 +16,125 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from reid.errors import InputError
 from reid.io import atomic_path, write_json
 from reid.metrics.bootstrap import bootstrap_intervals, per_query_scores
-from reid.metrics.distance import pairwise_distance
 from reid.metrics.rerank import k_reciprocal_rerank
-from reid.params import BACKBONES, EvalParams, Params
+from reid.params import BACKBONES, EvalParams, Params, RerankParams
 from reid.paths import (
     cmc_plot_dir,
+    features_path,
     metrics_path,
     per_query_dir,
     results_dir,
     split_dir,
 )
-from reid.pipeline.scoring import load_features, rank, score
+from reid.pipeline.scoring import load_features, query_gallery_distance, rank, score, scores
 from reid.report.plots import plot_cmc
-from reid.report.ranked import draw_ranked_list, ranked_gallery
-from reid.report.tables import model_label, results_table, scores, write_results
+from reid.report.ranked import draw_queries
+from reid.report.results import dataset_results_table, results_notes
+from reid.report.tables import write_results
 from reid.tracking import Tracker, model_params, model_run_name
 
 log = logging.getLogger(__name__)
+
+
+Distance = Callable[[dict[str, np.ndarray]], np.ndarray]
+"""The arrays of `features/<ds>/<b>.npz` -> the (Q, G) query x gallery distances to rank by."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Every backbone's scores on one dataset under one distance; dicts by backbone, in
+    `BACKBONES` order."""
+
+    metrics: dict[str, dict[str, Any]]  # `scores` and their 95% intervals (`ci95`)
+    cmc: dict[str, np.ndarray]  # (max_rank,) fraction of valid queries matched by each rank
+    tables: dict[str, pd.DataFrame]  # `per_query_table`
+    infos: dict[str, dict[str, Any]]  # each model file's description (the features' model_info)
+    untrained: dict[str, dict[str, float]]  # plain `scores` of the untrained features, if asked
+    protocol: dict[str, Any]  # `_protocol`, the same for every backbone
+    gallery: dict[str, Any]  # `gallery_record`, the same for every backbone
+    kept: tuple[dict[str, np.ndarray], np.ndarray] | None  # the `keep` backbone's arrays, distances
+
+
+def plain_distance(ev: EvalParams) -> Distance:
+    """The `eval.metric` distance of the features, as `evaluate` (and `scoring.score`) rank."""
+    return lambda f: query_gallery_distance(f, ev.metric)
+
+
+def reranked_distance(ev: EvalParams, rr: RerankParams) -> Distance:
+    """k-reciprocal re-ranked distances (Zhong et al., CVPR 2017) of `rerank_features`."""
+    return lambda f: k_reciprocal_rerank(
+        *rerank_features(f, ev), k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value)
+
+
+def score_backbones(params: Params, dataset: str, distance: Distance, *,
+                    untrained: bool = False, keep: str | None = None) -> Scored:
+    """Every backbone's features of `dataset` ranked by `distance`: the one scoring loop of
+    `evaluate` and `rerank`.
+
+    `untrained` also scores the untrained features (plain distance) where they were extracted;
+    `keep` names the backbone whose arrays and distances come back (for the pictures). All
+    backbones must have been scored on the same query and gallery, or this fails.
+    """
+    ev = params.eval
+    summary = json.loads((split_dir(dataset) / "summary.json").read_text())
+    metrics, cmc, tables, infos, untrained_scores = {}, {}, {}, {}, {}
+    setups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    kept = None
+    for backbone in BACKBONES:
+        f = load_features(backbone, dataset)
+        infos[backbone] = json.loads(str(f["model_info"]))
+        distmat = distance(f)
+        result = rank(distmat, f, ev.max_rank)
+        tables[backbone] = per_query_table(result, f)
+        metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
+        cmc[backbone] = result["cmc"]
+        if untrained and "untrained_query" in f:
+            untrained_scores[backbone] = scores(score(f, ev, prefix="untrained_"))
+        protocol = _protocol(summary, f, result)
+        setups[backbone] = (protocol, gallery_record(f, protocol))
+        if backbone == keep:
+            kept = (f, distmat)
+    protocol, gallery = _one_setup(setups, dataset)
+    return Scored(metrics=metrics, cmc=cmc, tables=tables, infos=infos,
+                  untrained=untrained_scores, protocol=protocol, gallery=gallery, kept=kept)
+
+
+def _one_setup(setups: dict[str, tuple[dict[str, Any], dict[str, Any]]], dataset: str
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The protocol and gallery record that every backbone shares: one table and the paired
+    comparisons of `reid compare` need the same query and gallery for all."""
+    first, *others = setups
+    for backbone in others:
+        if setups[backbone] != setups[first]:
+            raise InputError(
+                f"{features_path(backbone, dataset)}: scored on another query or gallery than "
+                f"{features_path(first, dataset)} (run extract_features again)")
+    return setups[first]
+
+
+def rerank_features(f: dict[str, np.ndarray], ev: EvalParams) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery features to re-rank by squared Euclidean distance under `eval.metric`.
+
+    Re-ranking divides each column of the distances by its maximum, so a constant factor
+    cancels: on L2-normalised features, 1 - cos = |a - b|^2 / 2 gives exactly the cosine
+    re-ranking. Cosine on unnormalised features therefore re-ranks their normalised copies.
+    """
+    q, g = f["query"], f["gallery"]
+    if ev.metric == "cosine" and not ev.normalize:
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return q, g
 
 
 def per_query_table(result: dict[str, Any], f: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -78,21 +178,9 @@ def gallery_record(f: dict[str, np.ndarray], protocol: dict[str, Any]) -> dict[s
             "protocol": protocol["summary"]["protocol"]}
 
 
-def _write_per_query(tables: dict[str, pd.DataFrame], gallery: dict[str, Any],
-                     infos: dict[str, dict[str, Any]], folder: Path) -> None:
-    """One CSV per backbone; `gallery.json`, the gallery they were all scored against; and
-    `models.json`, the digest of each model file scored (`reid info` matches a file by it)."""
-    with atomic_path(folder) as tmp:
-        tmp.mkdir(parents=True)
-        for backbone, table in tables.items():
-            table.to_csv(tmp / f"{backbone}.csv", index=False)
-        (tmp / "gallery.json").write_text(json.dumps(gallery, indent=2) + "\n")
-        models = {b: info["model_sha256"] for b, info in infos.items()}
-        (tmp / "models.json").write_text(json.dumps(models, indent=2) + "\n")
-
-
-def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]) -> dict:
-    summary = json.loads((split_dir(dataset) / "summary.json").read_text())
+def _protocol(summary: dict[str, Any], feats: dict[str, np.ndarray], result: dict[str, Any]
+              ) -> dict[str, Any]:
+    """The set sizes and the split summary (`data/split/<ds>/summary.json`) of one scoring."""
     return {
         "num_query": int(len(feats["query_pids"])),
         "num_gallery": int(len(feats["gallery_pids"])),
@@ -100,6 +188,98 @@ def _protocol(dataset: str, feats: dict[str, np.ndarray], result: dict[str, Any]
         "num_skipped_queries": int(result["num_skipped_queries"]),
         "summary": summary,
     }
+
+
+def evaluate(params: Params, dataset: str) -> dict[str, Any]:
+    """mAP / CMC / mINP of every backbone -> `metrics/<ds>/evaluate.json` and CMC plots.
+
+    Each backbone's per-query results go to `metrics/<ds>/per_query/<backbone>.csv`, and its
+    mAP and rank-1 get 95% identity-bootstrap intervals (`ci95`); the untrained features'
+    scores go to `metrics/<ds>/untrained.json`.
+    """
+    ev = params.eval
+    scored = score_backbones(params, dataset, plain_distance(ev), untrained=True)
+    output = {
+        "headline": _headline(params.backbone, scored.metrics),
+        **scored.metrics,
+        "num_valid_queries": scored.protocol["num_valid_queries"],
+        "num_gallery": scored.protocol["num_gallery"],
+    }
+    _write_per_query(scored, per_query_dir(dataset, "evaluate"))
+    write_json(metrics_path(dataset, "untrained"), scored.untrained)
+    write_json(metrics_path(dataset, "evaluate"), output)
+    plots = cmc_plot_dir(dataset)
+    cmc_curves = {backbone: 100 * cmc for backbone, cmc in scored.cmc.items()}
+    cmc_table = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **cmc_curves})
+    with atomic_path(plots / "cmc.csv") as tmp:
+        cmc_table.to_csv(tmp, index=False)
+    plot_cmc(cmc_curves, plots / "cmc.png", title=f"CMC on {dataset}")
+    log_test_metrics(params, dataset, scored.infos, {"test": scored.metrics}, {
+        b: [(plots / "cmc.png", "plots"), (metrics_path(dataset, "evaluate"), None)]
+        for b in BACKBONES})
+    return output
+
+
+def rerank(params: Params, dataset: str) -> dict[str, Any]:
+    """k-reciprocal re-ranking of every backbone -> `metrics/<ds>/rerank.json`, then the
+    results table (plain, re-ranked, untrained) and the ranked-list pictures in `results/<ds>/`.
+    """
+    ev, rr = params.eval, params.rerank
+    plain = _read_json(metrics_path(dataset, "evaluate"))
+    untrained = _read_json(metrics_path(dataset, "untrained"))
+    scored = score_backbones(params, dataset, reranked_distance(ev, rr), keep=params.backbone)
+    output = {"headline": _headline(params.backbone, scored.metrics), **scored.metrics}
+    _write_per_query(scored, per_query_dir(dataset, "rerank"))
+    write_json(metrics_path(dataset, "rerank"), output)
+    out = results_dir(dataset)
+    write_results(dataset_results_table(scored.infos, plain, scored.metrics, untrained),
+                  out / "results.md", out / "results.csv", title=f"{dataset} results",
+                  notes=results_notes(ev, rr, params.backbone, scored.protocol, scored.infos))
+    pictures = _ranked_pictures(params, dataset, scored, out / "ranked")
+    tables_out = [(out / "results.md", None), (out / "results.csv", None)]
+    # the plain scores too: a run that rerank starts (say after -S rerank.k1=...) is complete
+    log_test_metrics(params, dataset, scored.infos, {"test": plain, "test.rerank": scored.metrics},
+                     {b: tables_out + ([(p, "ranked") for p in pictures]
+                                       if b == params.backbone else [])
+                      for b in BACKBONES})
+    return output
+
+
+def _ranked_pictures(params: Params, dataset: str, scored: Scored, folder: Path) -> list[Path]:
+    """The headline backbone's ranked lists, re-ranked or plain as `report.rerank` says."""
+    assert scored.kept is not None, "scored with keep=params.backbone"
+    arrays, reranked = scored.kept
+    if params.report.rerank:
+        key, distmat = "reranked", reranked
+    else:
+        key, distmat = "plain", query_gallery_distance(arrays, params.eval.metric)
+    return draw_queries(arrays, distmat, folder, num_queries=params.report.num_queries,
+                        top_k=params.report.top_k, name=params.backbone,
+                        title=f"{dataset} {params.backbone} ({key})")
+
+
+def _headline(backbone: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The `backbone` model's main metrics, named: across experiments it may be another model."""
+    return {"backbone": backbone,
+            **{k: metrics[backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")}}
+
+
+def _write_per_query(scored: Scored, folder: Path) -> None:
+    """One CSV per backbone; `gallery.json`, the gallery they were all scored against; and
+    `models.json`, the digest of each model file scored (`reid info` matches a file by it)."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for backbone, table in scored.tables.items():
+            table.to_csv(tmp / f"{backbone}.csv", index=False)
+        (tmp / "gallery.json").write_text(json.dumps(scored.gallery, indent=2) + "\n")
+        models = {b: info["model_sha256"] for b, info in scored.infos.items()}
+        (tmp / "models.json").write_text(json.dumps(models, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (run evaluate first)")
+    return json.loads(path.read_text())
 
 
 def log_test_metrics(
@@ -134,200 +314,3 @@ def log_test_metrics(
             tracker.log_metrics(values)
             for path, folder in artifacts.get(backbone, []):
                 tracker.log_artifact(path, folder)
-
-
-def evaluate(params: Params, dataset: str) -> dict[str, Any]:
-    """mAP / CMC / mINP of every backbone -> `metrics/<ds>/evaluate.json` and CMC plots.
-
-    Each backbone's per-query results go to `metrics/<ds>/per_query/<backbone>.csv`, and its
-    mAP and rank-1 get 95% identity-bootstrap intervals (`ci95`).
-    """
-    ev = params.eval
-    metrics: dict[str, Any] = {}
-    cmc_curves: dict[str, np.ndarray] = {}
-    tables: dict[str, pd.DataFrame] = {}
-    untrained: dict[str, Any] = {}
-    protocol: dict[str, Any] = {}
-    infos: dict[str, dict[str, Any]] = {}
-    for backbone in BACKBONES:
-        f = load_features(backbone, dataset)
-        infos[backbone] = json.loads(str(f["model_info"]))
-        result = score(f, ev)
-        tables[backbone] = per_query_table(result, f)
-        metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
-        cmc_curves[backbone] = 100 * result["cmc"]
-        if "untrained_query" in f:
-            untrained[backbone] = scores(score(f, ev, prefix="untrained_"))
-        protocol = _protocol(dataset, f, result)
-    output = {
-        "headline": _headline(params.backbone, metrics),
-        **metrics,
-        "num_valid_queries": protocol["num_valid_queries"],
-        "num_gallery": protocol["num_gallery"],
-    }
-    _write_per_query(tables, gallery_record(f, protocol), infos, per_query_dir(dataset, "evaluate"))
-    write_json(metrics_path(dataset, "untrained"), untrained)
-    write_json(metrics_path(dataset, "evaluate"), output)
-    plots = cmc_plot_dir(dataset)
-    cmc_table = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **cmc_curves})
-    with atomic_path(plots / "cmc.csv") as tmp:
-        cmc_table.to_csv(tmp, index=False)
-    plot_cmc(cmc_curves, plots / "cmc.png", title=f"CMC on {dataset}")
-    log_test_metrics(params, dataset, infos, {"test": metrics}, {
-        b: [(plots / "cmc.png", "plots"), (metrics_path(dataset, "evaluate"), None)]
-        for b in BACKBONES})
-    return output
-
-
-def _headline(backbone: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The `backbone` model's main metrics, named: across experiments it may be another model."""
-    return {"backbone": backbone,
-            **{k: metrics[backbone][k] for k in ("mAP", "rank1", "rank5", "rank10")}}
-
-
-def rerank_features(f: dict[str, np.ndarray], ev: EvalParams) -> tuple[np.ndarray, np.ndarray]:
-    """Query and gallery features to re-rank by squared Euclidean distance under `eval.metric`.
-
-    Re-ranking divides each column of the distances by its maximum, so a constant factor
-    cancels: on L2-normalised features, 1 - cos = |a - b|^2 / 2 gives exactly the cosine
-    re-ranking. Cosine on unnormalised features therefore re-ranks their normalised copies.
-    """
-    q, g = f["query"], f["gallery"]
-    if ev.metric == "cosine" and not ev.normalize:
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    return q, g
-
-
-def rerank(params: Params, dataset: str) -> dict[str, Any]:
-    """k-reciprocal re-ranking of every backbone, the results table and ranked-list pictures."""
-    ev, rr = params.eval, params.rerank
-    plain = _read_json(metrics_path(dataset, "evaluate"))
-    untrained = _read_json(metrics_path(dataset, "untrained"))
-    metrics: dict[str, Any] = {}
-    tables: dict[str, pd.DataFrame] = {}
-    distances: dict[str, dict[str, np.ndarray]] = {}
-    infos: dict[str, dict[str, Any]] = {}
-    protocol: dict[str, Any] = {}
-    for backbone in BACKBONES:
-        f = load_features(backbone, dataset)
-        infos[backbone] = json.loads(str(f["model_info"]))
-        reranked = k_reciprocal_rerank(
-            *rerank_features(f, ev), k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value
-        )
-        result = rank(reranked, f, ev.max_rank)
-        tables[backbone] = per_query_table(result, f)
-        metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
-        protocol = _protocol(dataset, f, result)
-        if backbone == params.backbone:
-            distances = {
-                "features": f,
-                "plain": pairwise_distance(f["query"], f["gallery"], ev.metric),
-                "reranked": reranked,
-            }
-    output = {"headline": _headline(params.backbone, metrics), **metrics}
-    _write_per_query(tables, gallery_record(f, protocol), infos, per_query_dir(dataset, "rerank"))
-    write_json(metrics_path(dataset, "rerank"), output)
-    out = results_dir(dataset)
-    write_results(_results_rows(infos, plain, metrics, untrained),
-                  out / "results.md", out / "results.csv",
-                  title=f"{dataset} results", notes=_table_notes(params, protocol, infos))
-    pictures = draw_queries(params, dataset, distances, out / "ranked")
-    tables_out = [(out / "results.md", None), (out / "results.csv", None)]
-    # the plain scores too: a run that rerank starts (say after -S rerank.k1=...) is complete
-    log_test_metrics(params, dataset, infos, {"test": plain, "test.rerank": metrics}, {
-        b: tables_out + ([(p, "ranked") for p in pictures] if b == params.backbone else [])
-        for b in BACKBONES})
-    return output
-
-
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found (run evaluate first)")
-    return json.loads(path.read_text())
-
-
-def _results_rows(
-    infos: dict[str, Any], plain: dict[str, Any], reranked: dict[str, Any],
-    untrained: dict[str, Any],
-) -> pd.DataFrame:
-    """The results table: each backbone plain and re-ranked, then the untrained baselines."""
-    rows, untrained_rows = [], []
-    for backbone in BACKBONES:
-        info = infos[backbone]
-        label = model_label(backbone, info["pretrained"])
-        common = {"image_size": "x".join(map(str, info["input_size"])), "epochs": info["epochs"]}
-        rows.append({"model": label, **common, **plain[backbone]})
-        rows.append({"model": f"{label} + re-ranking", **common, **reranked[backbone]})
-        if backbone in untrained:
-            untrained_rows.append({"model": f"{label}, before training", **common,
-                                   "epochs": 0, **untrained[backbone]})
-    return results_table(rows + untrained_rows)
-
-
-def _recipe(info: dict[str, Any]) -> str:
-    ids = info["batch_size"] // info["num_instances"]
-    return (f"lr {info['lr']:g}, batches of {ids} ids x {info['num_instances']} images, "
-            f"warm-up {info['warmup_epochs']} epochs, lr x{info['gamma']:g} at epochs "
-            f"{info['milestones']}")
-
-
-def _table_notes(params: Params, protocol: dict[str, Any], infos: dict[str, Any]) -> list[str]:
-    ev, rr = params.eval, params.rerank
-    summary = protocol["summary"]
-    recipes = {b: _recipe(info) for b, info in infos.items() if "lr" in info}
-    if len(set(recipes.values())) == 1:
-        training = [f"Training: {next(iter(recipes.values()))}."]
-    else:
-        training = [f"Training of {b}: {r}." for b, r in recipes.items()]
-    return [
-        *training,
-        *_selection_notes(infos),
-        f"Protocol: {summary['protocol']}; source: {summary['source']}.",
-        f"Query {protocol['num_query']} images ({protocol['num_valid_queries']} valid, "
-        f"{protocol['num_skipped_queries']} skipped without a valid match), gallery "
-        f"{protocol['num_gallery']} images; training {summary['num_train_images']} images of "
-        f"{summary['num_train_ids']} ids.",
-        f"Distance: {ev.metric} on {'L2-normalised ' if ev.normalize else ''}BNNeck features"
-        f"{' averaged with the flipped image' if ev.flip else ''}; same-id same-camera gallery "
-        f"images ignored. Re-ranking: k-reciprocal on {ev.metric} distances, k1={rr.k1}, "
-        f"k2={rr.k2}, lambda={rr.lambda_value}.",
-        f"95% CI: percentile bootstrap over query identities ({ev.bootstrap_resamples} "
-        f"resamples, seed {ev.bootstrap_seed}; all queries of a drawn identity, gallery fixed).",
-        f"Headline backbone: {params.backbone}. mINP: Ye et al., TPAMI 2021.",
-    ]
-
-
-def _selection_notes(infos: dict[str, Any]) -> list[str]:
-    """Which epoch's weights each model holds, when chosen by validation mAP (eval.select)."""
-    picked = {b: i["selected"] for b, i in infos.items()
-              if (i.get("selected") or {}).get("by", "last") != "last"}
-    return [f"Weights of {b}: epoch {s['epoch']} of {infos[b]['epochs']}, the {s['by']} "
-            f"({s['mAP']:.2f} on the held-out validation identities, not the test split)."
-            for b, s in picked.items()]
-
-
-def draw_queries(
-    params: Params, dataset: str, distances: dict[str, Any], folder: Path
-) -> list[Path]:
-    """Ranked-list pictures of `report.num_queries` queries spread over the query set."""
-    f = distances["features"]
-    key = "reranked" if params.report.rerank else "plain"
-    dist = distances[key]
-    q_pids, g_pids = f["query_pids"], f["gallery_pids"]
-    picks = np.unique(np.linspace(0, len(q_pids) - 1, params.report.num_queries).astype(int))
-    written = []
-    with atomic_path(folder) as tmp:
-        tmp.mkdir(parents=True)
-        for q in picks:
-            order, correct = ranked_gallery(
-                dist[q], q_pids[q], f["query_camids"][q], g_pids, f["gallery_camids"],
-                params.report.top_k,
-            )
-            name = f"query{q:05d}_{params.backbone}.png"
-            draw_ranked_list(
-                f["query_paths"][q], f["gallery_paths"][order], correct, tmp / name,
-                title=f"{dataset} {params.backbone} ({key}) query {q}, pid {q_pids[q]}",
-            )
-            written.append(folder / name)
-    return written

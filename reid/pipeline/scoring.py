@@ -1,13 +1,14 @@
 """Query x gallery scoring under the evaluation protocol, and the feature files it reads.
 
 One definition for every stage that scores: `evaluate`, `rerank`, `cross_eval` and the
-evaluation during training. `arrays` has the layout of `features/<ds>/<b>.npz`: "query" (Q, D)
-and "gallery" (G, D) features (an optional prefix, e.g. "untrained_"), with "query_pids",
-"query_camids", "gallery_pids", "gallery_camids".
+evaluation during training, down to the percentages they report (`scores`). `arrays` has the
+layout of `features/<ds>/<b>.npz`: "query" (Q, D) and "gallery" (G, D) features (an optional
+prefix, e.g. "untrained_"), with "query_pids", "query_camids", "gallery_pids", "gallery_camids".
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,8 +44,24 @@ def rank(distmat: np.ndarray, arrays: dict[str, np.ndarray], max_rank: int,
     )
 
 
+def query_gallery_distance(arrays: dict[str, np.ndarray], metric: str, *, prefix: str = ""
+                           ) -> np.ndarray:
+    """(Q, G) distances of the `prefix`query x `prefix`gallery features under `metric`."""
+    return pairwise_distance(arrays[f"{prefix}query"], arrays[f"{prefix}gallery"], metric)
+
+
 def score(arrays: dict[str, np.ndarray], ev: EvalParams, *, prefix: str = "",
           device: str | torch.device | None = None) -> dict[str, Any]:
     """`rank` of the `prefix`query x `prefix`gallery features under `eval.metric`."""
-    distmat = pairwise_distance(arrays[f"{prefix}query"], arrays[f"{prefix}gallery"], ev.metric)
+    distmat = query_gallery_distance(arrays, ev.metric, prefix=prefix)
     return rank(distmat, arrays, ev.max_rank, device)
+
+
+def scores(result: Mapping[str, Any], digits: int | None = 2) -> dict[str, float]:
+    """Percentages with stable keys from an `evaluate_ranking` result, rounded to `digits`
+    decimals (None: not rounded, for comparing epochs)."""
+    cmc = result["cmc"]
+    values = {"mAP": result["mAP"], "rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9],
+              "mINP": result["mINP"]}
+    return {k: 100 * float(v) if digits is None else round(100 * float(v), digits)
+            for k, v in values.items()}

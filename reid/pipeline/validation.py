@@ -22,8 +22,7 @@ from reid.engine.extract import extract_decoded, extract_features
 from reid.errors import InputError
 from reid.params import Params
 from reid.pipeline.features import query_gallery_loaders
-from reid.pipeline.scoring import score
-from reid.report.tables import scores
+from reid.pipeline.scoring import score, scores
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Ranked-list pictures: a query, then its top-k gallery matches framed green (right) or red.
 
 Without identities (`correct=None`, as in `reid rank`) the matches get a neutral grey frame.
+`draw_queries` draws a few queries of an evaluated test set (the `rerank` stage's pictures).
 """
 
 from __future__ import annotations
@@ -84,3 +85,32 @@ def draw_ranked_list(
         x += cell_w + 4 + (gap if index == 0 else 0)
     with atomic_path(out_path) as tmp:
         canvas.save(tmp, format="PNG")
+
+
+def draw_queries(
+    arrays: dict[str, np.ndarray], distmat: np.ndarray, folder: Path, *,
+    num_queries: int, top_k: int, name: str, title: str,
+) -> list[Path]:
+    """Ranked-list pictures of `num_queries` queries spread evenly over the query set.
+
+    `arrays` holds the query and gallery paths, pids and cameras (as `features/<ds>/<b>.npz`),
+    `distmat` their (Q, G) distances. `folder` is replaced by one `query<index>_<name>.png` per
+    query, titled "<title> query <index>, pid <pid>"; returns the paths written.
+    """
+    q_pids, g_pids = arrays["query_pids"], arrays["gallery_pids"]
+    picks = np.unique(np.linspace(0, len(q_pids) - 1, num_queries).astype(int))
+    written = []
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for q in picks:
+            order, correct = ranked_gallery(
+                distmat[q], q_pids[q], arrays["query_camids"][q], g_pids,
+                arrays["gallery_camids"], top_k,
+            )
+            picture = f"query{q:05d}_{name}.png"
+            draw_ranked_list(
+                arrays["query_paths"][q], arrays["gallery_paths"][order], correct, tmp / picture,
+                title=f"{title} query {q}, pid {q_pids[q]}",
+            )
+            written.append(folder / picture)
+    return written

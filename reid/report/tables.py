@@ -19,16 +19,6 @@ METRIC_COLUMNS = {"mAP": "mAP", "rank1": "R-1", "rank5": "R-5", "rank10": "R-10"
 CI_METRICS = ("mAP", "rank1")  # the metrics given with a bootstrap interval
 
 
-def scores(result: Mapping[str, Any], digits: int | None = 2) -> dict[str, float]:
-    """Percentages with stable keys from an `evaluate_ranking` result, rounded to `digits`
-    decimals (None: not rounded, for comparing epochs)."""
-    cmc = result["cmc"]
-    values = {"mAP": result["mAP"], "rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9],
-              "mINP": result["mINP"]}
-    return {k: 100 * float(v) if digits is None else round(100 * float(v), digits)
-            for k, v in values.items()}
-
-
 def model_label(backbone: str, pretrained: bool, suffix: str = "") -> str:
     init = "ImageNet" if pretrained else "from scratch"
     return f"{DISPLAY_NAMES.get(backbone, backbone)} ({init}){suffix}"
@@ -87,7 +77,7 @@ def cross_domain_table(matrix: Mapping[str, Mapping[str, Mapping[str, Any]]],
                        backbone: str) -> pd.DataFrame:
     """One backbone's cross-dataset matrix: a row per training dataset, a column per test
     dataset, each cell "mAP / R-1" (percent, one decimal). `matrix` is
-    `{train: {test: {backbone: scores}}}` (`scores`' keys)."""
+    `{train: {test: {backbone: scores}}}` (`reid.pipeline.scoring.scores`' keys)."""
     return pd.DataFrame([
         {CROSS_CORNER: train, **{test: f"{by_backbone[backbone]['mAP']:.1f} / "
                                        f"{by_backbone[backbone]['rank1']:.1f}"
