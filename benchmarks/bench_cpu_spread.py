@@ -47,7 +47,7 @@ from reid.metrics import evaluate_ranking
 from reid.metrics.distance import pairwise_distance
 from reid.params import load_params
 from reid.paths import manifest_path
-from reid.pipeline.features import embed, query_gallery_loaders
+from reid.pipeline.features import extract_splits, query_gallery_loaders
 from reid.models.model_file import build_network, read_model_file
 from reid.pipeline.scoring import scores
 params = load_params("params.yaml")
@@ -55,7 +55,7 @@ trained = read_model_file("models/resnet50/market1501.pt")
 manifest = read_manifest(manifest_path("market1501"))
 device = select_device(params.train.device)
 loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
-f = embed(params, build_network(trained), loaders, device, "resnet50")
+f = extract_splits(params, build_network(trained), loaders, device, "resnet50")
 q, g = (manifest[manifest["split"] == s] for s in ("query", "gallery"))
 result = evaluate_ranking(pairwise_distance(f["query"], f["gallery"], params.eval.metric),
                           q["pid"].to_numpy(), g["pid"].to_numpy(), q["camid"].to_numpy(),

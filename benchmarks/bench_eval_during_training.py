@@ -40,7 +40,7 @@ from reid.engine.train import train
 from reid.losses import ReidLoss
 from reid.params import BACKBONES, Params, load_params
 from reid.paths import manifest_path
-from reid.pipeline.features import embed, query_gallery_loaders
+from reid.pipeline.features import extract_splits, query_gallery_loaders
 from reid.pipeline.models import initial_model
 from reid.pipeline.scoring import score
 from reid.pipeline.training import build_train_batches, train_config, training_rows
@@ -79,7 +79,7 @@ def loader_scoring(params: Params, rows: pd.DataFrame, model: torch.nn.Module,
     loaders = query_gallery_loaders(params, rows, size, device)
 
     def run() -> object:
-        arrays = embed(params, model, loaders, device, "loader")
+        arrays = extract_splits(params, model, loaders, device, "loader")
         return score({**arrays, **query_gallery_labels(rows)}, params.eval, device=device)
 
     return run

@@ -1,8 +1,8 @@
 """DVC stage `download`: bring one dataset into data/raw/<dataset>/ in its original layout."""
 
-from reid.cli import stage_main
 from reid.paths import raw_dir
 from reid.pipeline.download import download
+from reid.stage_runner import stage_main
 
 if __name__ == "__main__":
     stage_main(

@@ -1,8 +1,8 @@
 """DVC stage `split`: parse the raw dataset into data/split/<dataset>/manifest.csv."""
 
-from reid.cli import stage_main
 from reid.paths import raw_dir, split_dir
 from reid.pipeline.split import split
+from reid.stage_runner import stage_main
 
 if __name__ == "__main__":
     stage_main(

@@ -5,8 +5,8 @@ With `train.nproc` > 1 the stage starts itself again under torchrun, one process
 
 import sys
 
-from reid.cli import stage_main
 from reid.pipeline.training import train_stage
+from reid.stage_runner import stage_main
 
 if __name__ == "__main__":
     stage_main(

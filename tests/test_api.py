@@ -16,7 +16,7 @@ from reid.errors import InputError
 
 def test_embed_is_the_pipelines_feature_for_every_input_kind(model_file, images):
     from reid.params import load_params
-    from reid.pipeline.features import embed
+    from reid.pipeline.features import extract_splits
     from tests.dvc_stages import REPO
 
     model = load_model(model_file, device="cpu")
@@ -37,7 +37,7 @@ def test_embed_is_the_pipelines_feature_for_every_input_kind(model_file, images)
     from reid.data.transforms import build_test_transform
 
     loader = DataLoader(ImageDataset(paths, [0] * 5, build_test_transform(64, 32)), batch_size=2)
-    stage = embed(load_params(REPO / "params.yaml"), model.network, {"query": loader},
+    stage = extract_splits(load_params(REPO / "params.yaml"), model.network, {"query": loader},
                   torch.device("cpu"), "test")
     np.testing.assert_allclose(stage["query"], by_folder, atol=1e-6)
     assert not np.allclose(model.embed(images, flip=False), by_folder, atol=1e-4)

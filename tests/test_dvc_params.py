@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-import reid.cli
 import reid.params
+import reid.stage_runner
 from tests.dvc_stages import REPO, dvc_stages
 from tests.tiny import tiny_params
 
@@ -86,7 +86,7 @@ def reads_per_stage(tmp_path_factory) -> dict[str, set[str]]:
     shutil.copy(REPO / "params.yaml", work / "params.yaml")
     tiny_params(work / "params.yaml", tracking=False)
     recorder = ReadRecorder()
-    real_load = reid.cli.load_params
+    real_load = reid.stage_runner.load_params
 
     def recording_load(path):
         params = real_load(path)
@@ -96,7 +96,7 @@ def reads_per_stage(tmp_path_factory) -> dict[str, set[str]]:
     reads = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)
-        mp.setattr(reid.cli, "load_params", recording_load)
+        mp.setattr(reid.stage_runner, "load_params", recording_load)
         recorder.install(mp)
         for stage in STAGES:
             mp.setattr(sys, "argv", [str(stage.script), *stage.argv[1:]])

@@ -45,7 +45,7 @@ def extract_features(
     """
     batches = (images.to(device, non_blocking=True) for images, _ in
                tqdm(loader, desc=desc, unit="batch", leave=False, disable=None))
-    chunks = [f.cpu() for f in _embed_batches(model, batches, device=device, flip=flip,
+    chunks = [f.cpu() for f in _features_per_batch(model, batches, device=device, flip=flip,
                                                 normalize=normalize, amp=amp)]
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
@@ -74,11 +74,11 @@ def extract_decoded(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     batches = (normalise_decoded(b.to(device, non_blocking=True)).contiguous(
         memory_format=memory_format) for b in images.split(batch_size))
-    return torch.cat(list(_embed_batches(model, batches, device=device, flip=flip,
+    return torch.cat(list(_features_per_batch(model, batches, device=device, flip=flip,
                                          normalize=normalize, amp=amp)))
 
 
-def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], *, device: torch.device,
+def _features_per_batch(model: nn.Module, batches: Iterable[torch.Tensor], *, device: torch.device,
                    flip: bool, normalize: bool, amp: bool) -> Iterator[torch.Tensor]:
     """(B, 3, H, W) float batches on `device` -> (B, D) float32 `embedding`s, one per batch:
     the network under autocast when `amp`, the L2 normalisation in fp32."""

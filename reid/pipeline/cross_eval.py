@@ -25,7 +25,7 @@ from reid.io import write_json
 from reid.models.model_file import build_network, read_model_file
 from reid.params import BACKBONES, Params
 from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
-from reid.pipeline.features import embed, query_gallery_loaders
+from reid.pipeline.features import extract_splits, query_gallery_loaders
 from reid.pipeline.scoring import load_features, score, scores
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
     """The query and gallery of `manifest` embedded by the `train` model of `backbone`."""
     trained = read_model_file(model_path(backbone, train))
     loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
-    arrays = embed(params, build_network(trained), loaders, device, f"{backbone} ({train})")
+    network = build_network(trained)
+    arrays = extract_splits(params, network, loaders, device, f"{backbone} ({train})")
     return {**arrays, **query_gallery_labels(manifest)}
 
 

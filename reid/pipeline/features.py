@@ -40,7 +40,7 @@ def query_gallery_loaders(
     }
 
 
-def embed(
+def extract_splits(
     params: Params, model: torch.nn.Module, loaders: dict[str, DataLoader],
     device: torch.device, desc: str,
 ) -> dict[str, np.ndarray]:
@@ -65,10 +65,10 @@ def extract(params: Params, dataset: str) -> None:
         path = model_path(backbone, dataset)
         trained = read_model_file(path)
         loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
-        arrays = embed(params, build_network(trained), loaders, device, backbone)
+        arrays = extract_splits(params, build_network(trained), loaders, device, backbone)
         if params.eval.untrained_baseline:
             untrained = initial_model(params, backbone, trained.num_classes)
-            base = embed(params, untrained, loaders, device, f"{backbone} untrained")
+            base = extract_splits(params, untrained, loaders, device, f"{backbone} untrained")
             arrays.update({f"untrained_{split}": v for split, v in base.items()})
         arrays.update(query_gallery_labels(manifest))
         for split in TEST_SPLITS:

@@ -64,16 +64,16 @@ def build_evaluator(params: Params, rows: pd.DataFrame, input_size: tuple[int, i
     cost; the final evaluation follows `eval.flip`). The ranking follows `device`.
     """
     labels = query_gallery_labels(rows)
-    embed_split = _split_embedder(params, rows, input_size, device)
+    extract_split = _split_extractor(params, rows, input_size, device)
 
     def evaluator(model: nn.Module) -> dict[str, float]:
-        feats = {s: embed_split(model, s) for s in TEST_SPLITS}
+        feats = {s: extract_split(model, s) for s in TEST_SPLITS}
         return scores(score({**feats, **labels}, params.eval, device=device), digits=None)
 
     return evaluator
 
 
-def _split_embedder(params: Params, rows: pd.DataFrame, input_size: tuple[int, int],
+def _split_extractor(params: Params, rows: pd.DataFrame, input_size: tuple[int, int],
                     device: torch.device) -> Callable[[nn.Module, str], np.ndarray]:
     """(model, "query" | "gallery") -> (N, D) float32 embeddings of that split.
 

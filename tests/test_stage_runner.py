@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from reid.cli import stage_main
 from reid.errors import InputError
+from reid.stage_runner import stage_main
 from tests.dvc_stages import REPO
 
 

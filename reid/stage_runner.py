@@ -1,4 +1,5 @@
-"""What every stage script shares: logging, params loading and clean error exits."""
+"""The DVC stage runner (`stages/*.py` call `stage_main`): logging, params loading and clean
+error exits. The `reid` command a researcher runs lives in `reid/commands/`."""
 
 from __future__ import annotations
 
