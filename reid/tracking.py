@@ -15,14 +15,19 @@ a machine without mlflow) every call is a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import subprocess
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reid.params import as_flat_dict
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 # MLflow 3 opens an experiment without this tag in its GenAI view (traces), not on the runs.
@@ -75,6 +80,16 @@ def model_run_name(backbone: str, dataset: str) -> str:
     """`resnet50-market1501`, with the DVC experiment's name when one is running."""
     exp = os.environ.get("DVC_EXP_NAME", "")
     return f"{backbone}-{dataset}" + (f" @ {exp}" if exp else "")
+
+
+DIGEST_CHARS = 16  # of a sha256: MLflow keeps at most 36 characters of a dataset's digest
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """The digest of a table's rows (its CSV text, no index): the same rows, the same digest,
+    whatever else the manifest they come from holds."""
+    text = rows.to_csv(index=False, lineterminator="\n")
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
 
 def run_tags(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -176,6 +191,29 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self._mlflow is not None and Path(path).exists():
             self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_dataset(self, rows: pd.DataFrame, name: str, source: str | Path, context: str,
+                    tags: dict[str, str] | None = None) -> None:
+        """`rows` as a dataset input of the run (the runs table's Dataset column): `name`, the
+        digest of the rows (`rows_digest`), `source` (the file they were read from), `context`
+        (`training`, `validation`, `test`) and input `tags`.
+
+        Only the description is stored (schema, row count), never the rows. MLflow keeps one
+        input per dataset name and digest in a run, so a resumed training that logs the same
+        rows again adds nothing.
+        """
+        if self._mlflow is None:
+            return
+        import mlflow.data
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        # the source's class, as a plain path string warns that it is ambiguous (mlflow#9702)
+        local_file = LocalArtifactDatasetSource(Path(source).as_posix())
+        with warnings.catch_warnings():  # a hint for model signatures, not for a data record
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            dataset = mlflow.data.from_pandas(rows, source=local_file, name=name,
+                                              digest=rows_digest(rows))
+            self._mlflow.log_input(dataset, context=context, tags=tags)
 
     def log_model(self, model: Any, name: str = "model") -> None:
         """The network as an MLflow PyTorch model (`mlflow.pytorch.load_model` reads it back).

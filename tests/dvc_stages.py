@@ -1,5 +1,5 @@
 """dvc.yaml as the tests see it: each stage expanded per dataset (or pair of datasets), its
-script, deps and params.
+script, deps, params and outs.
 
 Also the `reid` import closure of a script, computed from the code's own import statements, so
 that a test can compare what a stage runs with what dvc.yaml says it depends on.
@@ -23,6 +23,7 @@ class Stage:
     argv: tuple[str, ...]  # the command without "python"
     deps: tuple[str, ...]
     params: tuple[str, ...]
+    outs: tuple[str, ...]
 
     @property
     def script(self) -> Path:
@@ -79,6 +80,7 @@ def dvc_stages(repo: Path = REPO) -> list[Stage]:
                 argv=tuple(cmd[1:]),
                 deps=tuple(_substitute(d, item) for d in _names(body.get("deps"))),
                 params=tuple(_substitute(p, item) for p in _names(body.get("params"))),
+                outs=tuple(_substitute(o, item) for o in _names(body.get("outs"))),
             ))
     return stages
 

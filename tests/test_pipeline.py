@@ -1,10 +1,10 @@
 """End to end: a tiny `dvc repro` in a temporary copy of the repository.
 
 Checks that every stage of dvc.yaml ran and wrote its outputs, that MLflow holds one run per
-model with its test metrics (also on a live `mlflow server`), that a DVC remote shares the
-results with a fresh clone,
-and that `dvc exp run -S backbone=effnetv2` re-runs only the stages that read `backbone` and
-shows up in `dvc metrics diff`.
+model with its training data and test metrics (the metrics also on a live `mlflow server`),
+that a DVC remote shares the results with a fresh clone (and a registered model by its artifact
+name), and that `dvc exp run -S backbone=effnetv2` re-runs only the stages that read `backbone`
+and shows up in `dvc metrics diff`.
 """
 
 from __future__ import annotations
@@ -211,6 +211,30 @@ def test_mlflow_holds_one_run_per_model(repro):
     commits = {r.data.tags["git_commit"] for r in runs}
     head = run(["git", "rev-parse", "HEAD"], repro, dict(os.environ)).strip()
     assert commits == {head}
+    assert_runs_name_their_data(client, runs, repro)
+
+
+def assert_runs_name_their_data(client, runs: list, repo: Path) -> None:
+    """The runs table's Dataset column: each training run's rows, by the digest of the rows."""
+    from reid.data.manifest import read_manifest
+    from reid.params import load_params
+    from reid.pipeline.training import training_rows
+    from reid.tracking import rows_digest
+
+    params = load_params(repo / "params.yaml")
+    for r in runs:
+        ds = r.data.tags["dataset"]
+        manifest = f"data/split/{ds}/manifest.csv"
+        rows, scored, split = training_rows(params, read_manifest(repo / manifest))
+        assert split == "test"  # the tiny params score the test split during training
+        inputs = {i.dataset.name: i for i in client.get_run(r.info.run_id).inputs.dataset_inputs}
+        assert sorted(inputs) == [f"{ds}-test", f"{ds}-train"]
+        for name, expected, context in ((f"{ds}-train", rows, "training"),
+                                        (f"{ds}-test", scored, "test")):
+            assert inputs[name].dataset.digest == rows_digest(expected)
+            assert json.loads(inputs[name].dataset.source) == {"uri": manifest}
+            tags = {t.key: t.value for t in inputs[name].tags}
+            assert tags["mlflow.data.context"] == context and tags["raw_source"] == "generated"
 
 
 def test_stage_runs_land_on_a_live_mlflow_server(repro, env, tmp_path):
@@ -339,3 +363,9 @@ def test_a_dvc_remote_shares_data_and_models(repro, env, tmp_path):
     assert json.loads(run(["dvc", "status", "--json"], clone, env)) == {}
     model = "models/resnet50/market1501.pt"
     assert (clone / model).read_bytes() == (repro / model).read_bytes()
+    # a registered version of a dvc.yaml artifact (a git tag, as `gto register` makes), by name
+    run(["git", "tag", "-a", "resnet50-ibn-a-cuhk03@v1.0.0", "-m", "v1.0.0"], repro, env)
+    run(["dvc", "artifacts", "get", str(repro), "resnet50-ibn-a-cuhk03", "--rev", "v1.0.0",
+         "-o", str(tmp_path / "got.pt")], tmp_path, env)
+    assert (tmp_path / "got.pt").read_bytes() == (repro / "models/resnet50_ibn_a/cuhk03.pt"
+                                                  ).read_bytes()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
 
+from reid.data.manifest import write_manifest
+from reid.io import file_digest
 from reid.params import load_params
-from reid.tracking import EXPERIMENT_TAGS, Tracker, model_params, model_run_name
+from reid.paths import manifest_path, split_dir
+from reid.tracking import EXPERIMENT_TAGS, Tracker, model_params, model_run_name, rows_digest
 from tests.dvc_stages import REPO
 
 EXPERIMENT = "reid-test"
@@ -127,8 +132,46 @@ def test_a_disabled_tracker_does_nothing(store, params):
     with Tracker(False, EXPERIMENT, "x", params=params) as tracker:
         tracker.log_metrics({"a": 1.0})
         tracker.log_model(torch.nn.Linear(2, 2))
+        tracker.log_dataset(pd.DataFrame({"a": [1]}), "x", "x.csv", "training")
     assert tracker.run_id is None
     assert store.get_experiment_by_name(EXPERIMENT) is None
+
+
+def test_a_training_run_names_the_rows_it_trained_on(store, params):
+    """The runs table's Dataset column: the training rows and the rows scored during training,
+    each with the digest of its rows, the manifest as source and its context, logged once even
+    when a resumed training logs them again into its run."""
+    from reid.pipeline.training import log_training_data
+
+    manifest = pd.DataFrame({
+        "path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"], "pid": [3, 3, 5, 7, 7],
+        "camid": [1, 2, 1, 1, 2], "split": ["train", "train", "train", "query", "gallery"],
+        "label": [0, 0, 1, -1, -1]})
+    split_dir("market1501").mkdir(parents=True)
+    write_manifest(manifest, manifest_path("market1501"))
+    (split_dir("market1501") / "summary.json").write_text(json.dumps({"source": "generated"}))
+    sha256 = file_digest(manifest_path("market1501"), "sha256")
+    train, test = manifest.iloc[:3], manifest.iloc[3:]
+    run_id = None
+    for _ in range(2):  # the training, then its resumption in the same run
+        with model_tracker(params, run_id=run_id) as tracker:
+            log_training_data(tracker, "market1501", sha256, train, test, "test")
+        run_id = tracker.run_id
+    logged_inputs = store.get_run(run_id).inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in logged_inputs) == ["market1501-test", "market1501-train"]
+    inputs = {i.dataset.name: i for i in logged_inputs}
+    for name, rows, context in (("market1501-train", train, "training"),
+                                ("market1501-test", test, "test")):
+        logged = inputs[name]
+        assert logged.dataset.digest == rows_digest(rows)
+        assert logged.dataset.source_type == "local"
+        assert json.loads(logged.dataset.source) == {"uri": "data/split/market1501/manifest.csv"}
+        assert json.loads(logged.dataset.profile)["num_rows"] == len(rows)
+        assert {t.key: t.value for t in logged.tags} == {
+            "mlflow.data.context": context, "raw_source": "generated", "manifest_sha256": sha256}
+    assert rows_digest(train) != rows_digest(test)
+    assert rows_digest(test.reset_index(drop=True)) == rows_digest(test)  # rows, not positions
+    assert rows_digest(train.assign(label=[1, 1, 0])) != rows_digest(train)
 
 
 def test_logged_model_gives_back_the_same_embeddings(store, params):

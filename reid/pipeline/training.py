@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +26,7 @@ from reid.io import atomic_path, check_writable, file_digest
 from reid.losses import ReidLoss
 from reid.models.model_file import ModelFile, write_model_file
 from reid.params import Params
-from reid.paths import checkpoint_path, manifest_path, model_path, train_plot_dir
+from reid.paths import checkpoint_path, manifest_path, model_path, split_dir, train_plot_dir
 from reid.pipeline.models import initial_model
 from reid.pipeline.validation import build_evaluator, validation_split
 from reid.report.plots import plot_training_curves
@@ -214,6 +215,8 @@ def _train_on_rank(
         if tracker.run_id:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             run_id_file.write_text(f"{run_key} {tracker.run_id}\n")
+        log_training_data(tracker, dataset, settings["manifest_sha256"], rows,
+                          eval_rows if ev.period else None, eval_split)
         history = train(
             model, criterion, batches, cfg, device=device, checkpoint_path=ckpt,
             settings=settings, progress=progress,
@@ -230,6 +233,22 @@ def _train_on_rank(
     ckpt.unlink(missing_ok=True)
     run_id_file.unlink(missing_ok=True)
     return {"model": str(out), "epochs": len(history), **history[-1]}
+
+
+def log_training_data(tracker: Tracker, dataset: str, manifest_sha256: str, rows: pd.DataFrame,
+                      scored: pd.DataFrame | None, scored_split: str) -> None:
+    """The rows trained on (`<dataset>-train`) and those scored during training
+    (`<dataset>-validation` or `-test`) as the run's MLflow datasets, read from the manifest,
+    tagged with the manifest's sha256 and the raw data's source (`data/split/<ds>/summary.json`,
+    which the split stage wrote from `data.<ds>.source`)."""
+    if not tracker.enabled:
+        return
+    manifest = manifest_path(dataset)
+    summary = json.loads((split_dir(dataset) / "summary.json").read_text())
+    tags = {"manifest_sha256": manifest_sha256, "raw_source": str(summary.get("source"))}
+    tracker.log_dataset(rows, f"{dataset}-train", manifest, "training", tags)
+    if scored is not None:
+        tracker.log_dataset(scored, f"{dataset}-{scored_split}", manifest, scored_split, tags)
 
 
 def run_settings(params: Params, backbone: str, dataset: str, device: torch.device,
