@@ -63,6 +63,12 @@ def min_max(pair: list[int]) -> None:
         raise ValueError("must be [min, max] with min <= max")
 
 
+def grid_values(values: list[float]) -> None:
+    """One axis of a small search grid: each value once, at least one, at most ten."""
+    if not 1 <= len(values) <= 10 or len(set(values)) != len(values):
+        raise ValueError("must list 1 to 10 different values")
+
+
 Count = Annotated[int, limits(1)]
 NonNegative = Annotated[int, limits(0)]
 Fraction = Annotated[float, limits(0, 1)]
@@ -185,10 +191,23 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class RerankGridParams:
+    """The values tried for each re-ranking parameter (`rerank.select: validation`)."""
+
+    k1: Annotated[list[Count], grid_values]
+    k2: Annotated[list[Count], grid_values]
+    lambda_value: Annotated[list[Fraction], grid_values]
+
+
+@dataclass(frozen=True)
 class RerankParams:
     k1: Count
     k2: Count
     lambda_value: Fraction
+    # fixed: k1, k2, lambda_value above; validation: per backbone, the point of `grid` with the
+    # best mAP on the eval.val_ids validation split
+    select: Literal["fixed", "validation"]
+    grid: RerankGridParams
 
 
 @dataclass(frozen=True)
@@ -360,6 +379,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
         raise ParamsError("eval.select: best_val picks the epoch by validation mAP, so it needs "
                           f"eval.val_ids > 0 and eval.period > 0 (got {ev.val_ids} and "
                           f"{ev.period}); selecting on the test split would inflate the result")
+    if params.rerank.select == "validation" and not ev.val_ids:
+        raise ParamsError("rerank.select: validation chooses k1, k2 and lambda_value on the "
+                          "validation split, so it needs eval.val_ids > 0 (got 0); choosing "
+                          "them on the test split would inflate the result")
     t = params.train
     if t.batch_size % t.num_instances or t.batch_size // t.num_instances < 2:
         raise ParamsError(

@@ -68,6 +68,33 @@ def query_gallery_labels(rows: pd.DataFrame) -> dict[str, np.ndarray]:
             for split in TEST_SPLITS for key, column in (("pids", "pid"), ("camids", "camid"))}
 
 
+def validation_split(train: pd.DataFrame, num_ids: int, seed: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the train rows left, relabelled 0..N-1; the validation rows as query / gallery).
+
+    `num_ids` identities are drawn by `seed` among those whose images, once one per camera is
+    taken as a query, still leave gallery images from two or more cameras (so every validation
+    query has a match from another camera, as the test protocols require).
+    """
+    first = train.groupby(["pid", "camid"]).cumcount() == 0
+    rest_cameras = train[~first].groupby("pid")["camid"].nunique()
+    eligible = sorted(rest_cameras[rest_cameras >= 2].index)
+    left = train["pid"].nunique() - num_ids
+    if num_ids > len(eligible) or left < 2:
+        raise InputError(
+            f"eval.val_ids: {num_ids} validation identities asked for, but only "
+            f"{len(eligible)} of the {train['pid'].nunique()} training identities have images "
+            "from enough cameras, and at least 2 must stay for training")
+    chosen = np.random.default_rng(seed).choice(eligible, num_ids, replace=False)
+    held = train["pid"].isin(chosen)
+    val = train[held].assign(split=np.where(first[held], "query", "gallery"), label=-1)
+    kept = train[~held]
+    kept = kept.assign(label=dense_labels(kept["pid"]))
+    logger.info("validation split: %d ids (%d query, %d gallery images) held out of training",
+                num_ids, int((val["split"] == "query").sum()), int((val["split"] == "gallery").sum()))
+    return kept.reset_index(drop=True), val.reset_index(drop=True)
+
+
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     """Write the manifest as CSV, atomically (a reader never sees half a file)."""
     _validate(df, Path(path))

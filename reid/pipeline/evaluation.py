@@ -1,8 +1,9 @@
 """The `evaluate` and `rerank` stages: every backbone's features scored by one loop.
 
 `score_backbones` ranks each backbone's query x gallery features by a distance (plain for
-`evaluate`, k-reciprocal re-ranked for `rerank`) and returns the scores with their intervals,
-the per-query tables, and the protocol and gallery that every backbone was scored on. The two
+`evaluate`, k-reciprocal re-ranked for `rerank`, with each backbone's parameters as
+`reid.pipeline.reranking` chooses them) and returns the scores with their intervals, the
+per-query tables, and the protocol and gallery that every backbone was scored on. The two
 stages differ only in the distance and in what they write: `evaluate` the metrics and CMC
 plots; `rerank` its metrics, the results table and the ranked-list pictures (`reid.report`).
 
@@ -16,7 +17,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from reid.paths import (
     results_dir,
     split_dir,
 )
+from reid.pipeline.reranking import RerankChoice, rerank_choices, rerank_features
 from reid.pipeline.scoring import load_features, query_gallery_distance, rank, score, scores
 from reid.report.plots import plot_cmc
 from reid.report.ranked import draw_queries
@@ -71,16 +73,17 @@ def plain_distance(ev: EvalParams) -> Distance:
     return lambda f: query_gallery_distance(f, ev.metric)
 
 
-def reranked_distance(ev: EvalParams, rr: RerankParams) -> Distance:
-    """k-reciprocal re-ranked distances (Zhong et al., CVPR 2017) of `rerank_features`."""
+def reranked_distance(ev: EvalParams, rr: RerankParams | RerankChoice) -> Distance:
+    """k-reciprocal re-ranked distances (Zhong et al., CVPR 2017) of `rerank_features`, with
+    `rr`'s k1, k2 and lambda_value."""
     return lambda f: k_reciprocal_rerank(
         *rerank_features(f, ev), k1=rr.k1, k2=rr.k2, lambda_value=rr.lambda_value)
 
 
-def score_backbones(params: Params, dataset: str, distance: Distance, *,
-                    untrained: bool = False, keep: str | None = None) -> Scored:
-    """Every backbone's features of `dataset` ranked by `distance`: the one scoring loop of
-    `evaluate` and `rerank`.
+def score_backbones(params: Params, dataset: str, distance: Distance | Mapping[str, Distance],
+                    *, untrained: bool = False, keep: str | None = None) -> Scored:
+    """Every backbone's features of `dataset` ranked by `distance` (one for all, or one per
+    backbone): the one scoring loop of `evaluate` and `rerank`.
 
     `untrained` also scores the untrained features (plain distance) where they were extracted;
     `keep` names the backbone whose arrays and distances come back (for the pictures). All
@@ -94,7 +97,7 @@ def score_backbones(params: Params, dataset: str, distance: Distance, *,
     for backbone in BACKBONES:
         f = load_features(backbone, dataset)
         infos[backbone] = json.loads(str(f["model_info"]))
-        distmat = distance(f)
+        distmat = (distance[backbone] if isinstance(distance, Mapping) else distance)(f)
         result = rank(distmat, f, ev.max_rank)
         tables[backbone] = per_query_table(result, f)
         metrics[backbone] = _scores_with_intervals(result, tables[backbone], ev)
@@ -121,20 +124,6 @@ def _one_setup(setups: dict[str, tuple[dict[str, Any], dict[str, Any]]], dataset
                 f"{features_path(backbone, dataset)}: scored on another query or gallery than "
                 f"{features_path(first, dataset)} (run extract_features again)")
     return setups[first]
-
-
-def rerank_features(f: dict[str, np.ndarray], ev: EvalParams) -> tuple[np.ndarray, np.ndarray]:
-    """Query and gallery features to re-rank by squared Euclidean distance under `eval.metric`.
-
-    Re-ranking divides each column of the distances by its maximum, so a constant factor
-    cancels: on L2-normalised features, 1 - cos = |a - b|^2 / 2 gives exactly the cosine
-    re-ranking. Cosine on unnormalised features therefore re-ranks their normalised copies.
-    """
-    q, g = f["query"], f["gallery"]
-    if ev.metric == "cosine" and not ev.normalize:
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    return q, g
 
 
 def per_query_table(result: dict[str, Any], f: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -180,10 +169,14 @@ def gallery_record(f: dict[str, np.ndarray], protocol: dict[str, Any]) -> dict[s
 
 def _protocol(summary: dict[str, Any], feats: dict[str, np.ndarray], result: dict[str, Any]
               ) -> dict[str, Any]:
-    """The set sizes and the split summary (`data/split/<ds>/summary.json`) of one scoring."""
+    """The set sizes and the split summary (`data/split/<ds>/summary.json`) of one scoring;
+    `gallery_per_identity`: the gallery images of a query identity, on average over them."""
+    query_ids = np.unique(feats["query_pids"])
     return {
         "num_query": int(len(feats["query_pids"])),
         "num_gallery": int(len(feats["gallery_pids"])),
+        "gallery_per_identity":
+            float(np.isin(feats["gallery_pids"], query_ids).sum() / len(query_ids)),
         "num_valid_queries": int(result["num_valid_queries"]),
         "num_skipped_queries": int(result["num_skipped_queries"]),
         "summary": summary,
@@ -223,22 +216,38 @@ def evaluate(params: Params, dataset: str) -> dict[str, Any]:
 def rerank(params: Params, dataset: str) -> dict[str, Any]:
     """k-reciprocal re-ranking of every backbone -> `metrics/<ds>/rerank.json`, then the
     results table (plain, re-ranked, untrained) and the ranked-list pictures in `results/<ds>/`.
+
+    Each backbone is re-ranked with the parameters `rerank.select` gives it; when they were
+    chosen on the validation split, rerank.json (`parameters`), the notes and the MLflow run
+    (`rerank.chosen.*`) say which and how.
     """
     ev, rr = params.eval, params.rerank
     plain = _read_json(metrics_path(dataset, "evaluate"))
     untrained = _read_json(metrics_path(dataset, "untrained"))
-    scored = score_backbones(params, dataset, reranked_distance(ev, rr), keep=params.backbone)
-    output = {"headline": _headline(params.backbone, scored.metrics), **scored.metrics}
+    choices = rerank_choices(params, dataset)
+    scored = score_backbones(params, dataset,
+                             {b: reranked_distance(ev, c) for b, c in choices.items()},
+                             keep=params.backbone)
+    chosen = {b: c.record() for b, c in choices.items()}
+    output = {"headline": _headline(params.backbone, scored.metrics), **scored.metrics,
+              **({"parameters": chosen} if rr.select != "fixed" else {})}
     _write_per_query(scored, per_query_dir(dataset, "rerank"))
     write_json(metrics_path(dataset, "rerank"), output)
     out = results_dir(dataset)
+    notes = results_notes(ev, rr, params.backbone, scored.protocol, scored.infos,
+                          reranking=chosen, plain=plain, reranked=scored.metrics)
     write_results(dataset_results_table(scored.infos, plain, scored.metrics, untrained),
                   out / "results.md", out / "results.csv", title=f"{dataset} results",
-                  notes=results_notes(ev, rr, params.backbone, scored.protocol, scored.infos))
+                  notes=notes)
     pictures = _ranked_pictures(params, dataset, scored, out / "ranked")
     tables_out = [(out / "results.md", None), (out / "results.csv", None)]
     # the plain scores too: a run that rerank starts (say after -S rerank.k1=...) is complete
-    log_test_metrics(params, dataset, scored.infos, {"test": plain, "test.rerank": scored.metrics},
+    metrics = {"test": plain, "test.rerank": scored.metrics}
+    if rr.select != "fixed":
+        metrics["rerank.chosen"] = {b: {"k1": c.k1, "k2": c.k2, "lambda_value": c.lambda_value,
+                                        "validation_mAP": c.validation_mAP}
+                                    for b, c in choices.items()}
+    log_test_metrics(params, dataset, scored.infos, metrics,
                      {b: tables_out + ([(p, "ranked") for p in pictures]
                                        if b == params.backbone else [])
                       for b in BACKBONES})
@@ -289,16 +298,17 @@ def log_test_metrics(
 ) -> None:
     """Each model's test metrics into its MLflow run, under the same keys for every model.
 
-    `metrics` maps a key prefix (`test`, `test.rerank`) to each backbone's scores. The run is
-    the train stage's (found by the model file's digest) when the params that bear on this
-    model are the same; otherwise a new run of that model (see `reid.tracking`).
+    `metrics` maps a key prefix (`test`, `test.rerank`, `rerank.chosen`) to each backbone's
+    scores (or values). The run is the train stage's (found by the model file's digest) when
+    the params that bear on this model are the same; otherwise a new run of that model (see
+    `reid.tracking`).
     """
     for backbone in BACKBONES:
         values = {}
         for prefix, by_backbone in metrics.items():
             m = by_backbone[backbone]
             values.update({f"{prefix}.{k}": v for k, v in m.items() if k != "ci95"})
-            for key, (lo, hi) in m["ci95"].items():
+            for key, (lo, hi) in m.get("ci95", {}).items():
                 values.update({f"{prefix}.{key}_ci95_low": lo,
                                f"{prefix}.{key}_ci95_high": hi})
         tracker = Tracker(

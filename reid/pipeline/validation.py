@@ -4,6 +4,8 @@ Without `eval.val_ids` the train stage scores the test split, as every peer tool
 `eval.val_ids: K` it holds K training identities out of training as a validation split and
 scores that instead, so an epoch can be chosen (`eval.select: best_val`) without ever reading
 the test split before the final evaluation: choosing an epoch on test mAP inflates it.
+The split itself is `reid.data.manifest.validation_split`, which extract_features also reads
+(to embed it for choosing re-ranking's parameters: `rerank.select: validation`).
 """
 
 from __future__ import annotations
@@ -17,41 +19,14 @@ import torch
 from torch import nn
 
 from reid.data.batches import decode_images, fits_in_host_memory, keeps_on_device
-from reid.data.manifest import TEST_SPLITS, dense_labels, query_gallery_labels
+from reid.data.manifest import TEST_SPLITS, query_gallery_labels
+from reid.data.manifest import validation_split as validation_split  # the train stage's
 from reid.engine.extract import extract_decoded, extract_features
-from reid.errors import InputError
 from reid.params import Params
 from reid.pipeline.features import query_gallery_loaders
 from reid.pipeline.scoring import score, scores
 
 log = logging.getLogger(__name__)
-
-
-def validation_split(train: pd.DataFrame, num_ids: int, seed: int
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the train rows left, relabelled 0..N-1; the validation rows as query / gallery).
-
-    `num_ids` identities are drawn by `seed` among those whose images, once one per camera is
-    taken as a query, still leave gallery images from two or more cameras (so every validation
-    query has a match from another camera, as the test protocols require).
-    """
-    first = train.groupby(["pid", "camid"]).cumcount() == 0
-    rest_cameras = train[~first].groupby("pid")["camid"].nunique()
-    eligible = sorted(rest_cameras[rest_cameras >= 2].index)
-    left = train["pid"].nunique() - num_ids
-    if num_ids > len(eligible) or left < 2:
-        raise InputError(
-            f"eval.val_ids: {num_ids} validation identities asked for, but only "
-            f"{len(eligible)} of the {train['pid'].nunique()} training identities have images "
-            "from enough cameras, and at least 2 must stay for training")
-    chosen = np.random.default_rng(seed).choice(eligible, num_ids, replace=False)
-    held = train["pid"].isin(chosen)
-    val = train[held].assign(split=np.where(first[held], "query", "gallery"), label=-1)
-    kept = train[~held]
-    kept = kept.assign(label=dense_labels(kept["pid"]))
-    log.info("validation split: %d ids (%d query, %d gallery images) held out of training",
-             num_ids, int((val["split"] == "query").sum()), int((val["split"] == "gallery").sum()))
-    return kept.reset_index(drop=True), val.reset_index(drop=True)
 
 
 def build_evaluator(params: Params, rows: pd.DataFrame, input_size: tuple[int, int],
