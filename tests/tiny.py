@@ -23,7 +23,7 @@ def tiny_params(path: Path, *, tracking: bool = True) -> None:
     )
     params["data"]["cuhk03"]["generated"].update(num_pairs=1, ids_per_pair=12, num_test_ids=6,
                                                  images_per_view=[2, 3])
-    params["input"].update(height=64, width=32)
+    params["input"].update(height=32, width=16)
     params["train"].update(epochs=1, batch_size=16, num_instances=4, warmup_epochs=1,
                            milestones=[1], num_workers=0)
     params["eval"].update(batch_size=64)
