@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, the real data in ../shared/data, a model file, crops."""
+"""Shared fixtures: the repository root, the real data in ../shared/data, a model file, crops,
+and the tiny `dvc repro` the end-to-end tests share."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from PIL import Image
 from reid.models import build_model
 from reid.models.model_file import ModelFile
 from reid.models.model_file import write_model_file as write_model_file_of_pipeline
+from tests.param_reads import recording_env
+from tests.tiny import copy_repo, pipeline_env, run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -58,3 +61,36 @@ def images(tmp_path_factory) -> Path:
         pixels = rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i:02d}.png")
     return folder
+
+
+# --- one tiny `dvc repro`, shared by the end-to-end tests that read its outputs -------------
+
+
+@pytest.fixture(scope="session")
+def param_reads_dir(tmp_path_factory) -> Path:
+    """Where the stage processes of `repro` write the params keys they read."""
+    return tmp_path_factory.mktemp("param-reads")
+
+
+@pytest.fixture(scope="session")
+def repro_workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("repo")
+
+
+@pytest.fixture(scope="session")
+def repro_env(repro_workdir) -> dict[str, str]:
+    """The environment of the pipeline's commands in `repro_workdir`."""
+    return pipeline_env(repro_workdir)
+
+
+@pytest.fixture(scope="session")
+def repro(repro_workdir, repro_env, param_reads_dir) -> Path:
+    """A copy of the repository, committed to git, after a tiny `dvc repro` whose stages
+    recorded the params they read (tests/param_reads.py)."""
+    work = copy_repo(repro_workdir)
+    run(["git", "init", "-q"], work, repro_env)
+    run(["git", "add", "-A"], work, repro_env)
+    run(["git", "commit", "-qm", "copy"], work, repro_env)
+    recording = recording_env(param_reads_dir, repro_env["PYTHONPATH"])
+    run(["dvc", "repro"], work, {**repro_env, **recording})
+    return work

@@ -23,19 +23,33 @@ DRIVER = REPO / "tests" / "ddp_driver.py"
 LOSS_KEYS = ("loss", "ce", "triplet", "center", "accuracy")
 
 
-def run_driver(
-    out: Path, nproc: int, batch_size: int, neck: str, *options: str, expect_fail: bool = False
-) -> list[dict]:
+def start_driver(out: Path, nproc: int, batch_size: int, neck: str,
+                 *options: str) -> subprocess.Popen:
+    """The driver's run in the background, so that runs which do not depend on each other
+    overlap (most of a run is starting Python and torch)."""
     out.mkdir(exist_ok=True)
     argv = [str(DRIVER), str(out), str(batch_size), neck, *options]
     command = torchrun_command(nproc, argv) if nproc > 1 else [sys.executable, *argv]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**_env(), "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**_env(), "PYTHONPATH": str(REPO)})
+
+
+def driver_result(proc: subprocess.Popen, out: Path, nproc: int,
+                  expect_fail: bool = False) -> list[dict]:
+    """Wait for the run of `start_driver`; what each rank saved."""
+    _, stderr = proc.communicate(timeout=300)
     if expect_fail:
-        assert result.returncode != 0
+        assert proc.returncode != 0
         return []
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert proc.returncode == 0, stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt") for r in range(nproc)]
+
+
+def run_driver(
+    out: Path, nproc: int, batch_size: int, neck: str, *options: str, expect_fail: bool = False
+) -> list[dict]:
+    proc = start_driver(out, nproc, batch_size, neck, *options)
+    return driver_result(proc, out, nproc, expect_fail)
 
 
 def _env() -> dict[str, str]:
@@ -47,11 +61,13 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, list[dict]]:
     tmp = tmp_path_factory.mktemp("ddp")
-    return {
-        f"{neck}-{nproc}": run_driver(tmp / f"{neck}{nproc}", nproc, 16 // nproc, neck)
+    started = {
+        f"{neck}-{nproc}": (start_driver(tmp / f"{neck}{nproc}", nproc, 16 // nproc, neck),
+                            tmp / f"{neck}{nproc}", nproc)
         for neck in ("identity", "bn")
         for nproc in (1, 2)
     }
+    return {name: driver_result(*run) for name, run in started.items()}
 
 
 def max_weight_diff(a: dict, b: dict) -> float:
@@ -92,8 +108,9 @@ def test_with_the_bnneck_losses_stay_close(runs) -> None:
 
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None:
     """Rank 0 dies after epoch 2; the re-run resumes every rank with its own random streams."""
-    (whole, _) = run_driver(tmp_path / "whole", 2, 8, "bn", "noise")
+    whole_run = start_driver(tmp_path / "whole", 2, 8, "bn", "noise")
     run_driver(tmp_path / "resumed", 2, 8, "bn", "noise", "crash=2", expect_fail=True)
+    (whole, _) = driver_result(whole_run, tmp_path / "whole", 2)
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "rank0.pt").exists()
     (resumed, _) = run_driver(tmp_path / "resumed", 2, 8, "bn", "noise")

@@ -1,23 +1,21 @@
 """dvc.yaml against the code: each stage declares every params key it actually reads.
 
-Every stage runs once, in this process, on the tiny generated data, while the params objects
-record each field read. A key read but not declared is a change to params.yaml that
+Every stage runs once, in its own process, in the tiny `dvc repro` that the end-to-end tests
+share (tests/conftest.py), while the params objects record each field read
+(tests/param_reads.py). A key read but not declared is a change to params.yaml that
 `dvc repro` would not re-run; a declared key never read re-runs the stage for nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import runpy
-import shutil
-import sys
 
 import pytest
 
 import reid.params
 import reid.stage_runner
 from tests.dvc_stages import REPO, dvc_stages
-from tests.tiny import tiny_params
+from tests.param_reads import ReadRecorder, recorded_reads
 
 pytestmark = pytest.mark.slow
 
@@ -27,52 +25,6 @@ NOT_DECLARED = {
     "datasets": "which stages exist (foreach); a stage only checks its --dataset is listed",
 }
 STAGES = dvc_stages()
-PARAMS_CLASSES = [
-    obj for obj in vars(reid.params).values()
-    if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == "reid.params"
-]
-
-
-class ReadRecorder:
-    """Records `section.key` for every field read on a registered `Params` tree."""
-
-    def __init__(self) -> None:
-        self.paths: dict[int, str] = {}
-        self.reads: set[str] = set()
-
-    def register(self, params: reid.params.Params) -> None:
-        self.paths.clear()
-        self.reads.clear()
-        self._walk(params, "")
-
-    def _walk(self, obj: object, path: str) -> None:
-        if dataclasses.is_dataclass(obj):
-            self.paths[id(obj)] = path
-            for f in dataclasses.fields(obj):
-                self._walk(object.__getattribute__(obj, f.name), _join(path, f.name))
-        elif isinstance(obj, dict):
-            for key, value in obj.items():
-                self._walk(value, _join(path, str(key)))
-
-    def install(self, mp: pytest.MonkeyPatch) -> None:
-        """Make every params dataclass report its field reads here (undone with `mp`)."""
-        def getattribute(obj: object, name: str) -> object:
-            value = object.__getattribute__(obj, name)
-            path = self.paths.get(id(obj))
-            if path is not None and name in {f.name for f in dataclasses.fields(type(obj))}:
-                self.reads.add(_join(path, name))
-            return value
-
-        for cls in PARAMS_CLASSES:
-            mp.setattr(cls, "__getattribute__", getattribute)
-
-    def leaves(self) -> set[str]:
-        """The reads, without those that only led to a deeper read (`data` -> `data.x.source`)."""
-        return {r for r in self.reads if not any(o.startswith(r + ".") for o in self.reads)}
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 def _under(key: str, prefix: str) -> bool:
@@ -80,29 +32,12 @@ def _under(key: str, prefix: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reads_per_stage(tmp_path_factory) -> dict[str, set[str]]:
-    """Run every stage of dvc.yaml in order in a tiny workspace; the keys each one read."""
-    work = tmp_path_factory.mktemp("params-reads")
-    shutil.copy(REPO / "params.yaml", work / "params.yaml")
-    tiny_params(work / "params.yaml", tracking=False)
-    recorder = ReadRecorder()
-    real_load = reid.stage_runner.load_params
-
-    def recording_load(path):
-        params = real_load(path)
-        recorder.register(params)
-        return params
-
-    reads = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(work)
-        mp.setattr(reid.stage_runner, "load_params", recording_load)
-        recorder.install(mp)
-        for stage in STAGES:
-            mp.setattr(sys, "argv", [str(stage.script), *stage.argv[1:]])
-            runpy.run_path(str(stage.script), run_name="__main__")
-            reads[stage.name] = recorder.leaves()
-    return reads
+def reads_per_stage(repro, param_reads_dir) -> dict[str, set[str]]:
+    """The keys each stage of dvc.yaml read in the shared tiny `dvc repro`."""
+    reads = recorded_reads(param_reads_dir)
+    missing = [stage.name for stage in STAGES if stage.argv not in reads]
+    assert not missing, f"no record of the params read by {missing} in {param_reads_dir}"
+    return {stage.name: reads[stage.argv] for stage in STAGES}
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
@@ -141,3 +76,15 @@ def test_recorder_sees_nested_reads_and_keeps_leaves():
         *(f"input.{f.name}" for f in dataclasses.fields(reid.params.InputParams)),
     }
 
+
+
+def test_recorder_records_nothing_while_paused():
+    params = reid.params.load_params(REPO / "params.yaml")
+    recorder = ReadRecorder()
+    recorder.register(params)
+    with pytest.MonkeyPatch.context() as mp:
+        recorder.install(mp)
+        with recorder.paused():
+            reid.params.as_flat_dict(params)
+        assert params.train.lr > 0
+    assert recorder.leaves() == {"train.lr"}

@@ -82,24 +82,29 @@ def test_checkpoint_is_ignored_for_other_settings(tmp_path):
     assert load_checkpoint(path, "abc") is None
 
 
-def _run(ckpt: Path, out: Path, delay: float = 0.0) -> subprocess.CompletedProcess:
-    return subprocess.run(
+def _start(ckpt: Path, out: Path, delay: float = 0.0) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, str(HERE / "resume_driver.py"), str(ckpt), str(out), str(delay)],
-        capture_output=True, text=True, timeout=300,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def _run(ckpt: Path, out: Path, delay: float = 0.0) -> subprocess.CompletedProcess:
+    return _wait(_start(ckpt, out, delay))
+
+
+def _wait(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     full = tmp_path / "full.pt"
-    proc = _run(tmp_path / "a" / "last.pt", full)
-    assert proc.returncode == 0, proc.stderr
+    uninterrupted = _start(tmp_path / "a" / "last.pt", full)  # meanwhile, the killed run
 
     ckpt = tmp_path / "b" / "last.pt"
     killed = tmp_path / "killed.pt"
-    child = subprocess.Popen(
-        [sys.executable, str(HERE / "resume_driver.py"), str(ckpt), str(killed), "0.04"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    child = _start(ckpt, killed, 0.04)
     deadline = time.time() + 240
     while time.time() < deadline and child.poll() is None:
         if ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] >= 1:
@@ -115,6 +120,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     proc = _run(ckpt, killed)
     assert proc.returncode == 0, proc.stderr
     assert "resuming from" in proc.stderr
+    proc = _wait(uninterrupted)
+    assert proc.returncode == 0, proc.stderr
     a = torch.load(full, weights_only=True)
     b = torch.load(killed, weights_only=True)
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]

@@ -1,4 +1,5 @@
-"""End to end: a tiny `dvc repro` in a temporary copy of the repository.
+"""End to end: a tiny `dvc repro` in a temporary copy of the repository (the `repro` fixture of
+tests/conftest.py, shared with tests/test_dvc_params.py).
 
 Checks that every stage of dvc.yaml ran and wrote its outputs, that MLflow holds one run per
 model with its training data and test metrics (the metrics also on a live `mlflow server`),
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,63 +21,17 @@ import pytest
 import yaml
 
 from reid.params import BACKBONES
-from tests.tiny import tiny_params
+from tests.tiny import BIN, run
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 DATASETS = ("market1501", "cuhk03")
 
 pytestmark = pytest.mark.slow
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{tail}"
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()
-    work = tmp_path_factory.mktemp("repo")
-    for name in files:
-        src = REPO / name
-        if src.is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / name)
-    for generated in ("metrics", "results", "plots", "dvc.lock"):
-        target = work / generated
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    tiny_params(work / "params.yaml")
-    return work
-
-
-@pytest.fixture(scope="module")
-def env(workdir) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'test-mlflow.db'}"
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env["PYTHONPATH"] = str(workdir)  # the copy's reid, whose files DVC hashes, not the repo's
-    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
-    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
-    return env
-
-
-@pytest.fixture(scope="module")
-def repro(workdir, env) -> Path:
-    run(["git", "init", "-q"], workdir, env)
-    run(["git", "add", "-A"], workdir, env)
-    run(["git", "commit", "-qm", "copy"], workdir, env)
-    run(["dvc", "repro"], workdir, env)
-    return workdir
+def env(repro_env) -> dict[str, str]:
+    """The environment of the pipeline's commands in the copy (tests/conftest.py)."""
+    return repro_env
 
 
 def test_every_stage_wrote_its_outputs(repro):
@@ -130,7 +84,7 @@ def test_metrics_agree_with_per_query_results(repro):
     table = (repro / "results/market1501/results.md").read_text()
     assert "mAP 95% CI" in table and "bootstrap over query identities" in table
     # the recipe that made the models, read from the model files: 1 epoch (tiny params)
-    assert "| Epochs |" in table and "| 64x32 | 1 |" in table
+    assert "| Epochs |" in table and "| 32x16 | 1 |" in table
     assert "Training: lr 0.001, batches of 4 ids x 4 images" in table
     untrained = json.loads((repro / "metrics/market1501/untrained.json").read_text())
     assert set(untrained) == set(BACKBONES)

@@ -120,11 +120,11 @@ def test_decoded_images_embed_as_the_test_transforms(workdir):
     from reid.pipeline.models import initial_model
 
     rows = read_manifest(manifest_path("market1501"))
-    cpu = torch.device("cpu")
+    cpu, (height, width) = torch.device("cpu"), (workdir.input.height, workdir.input.width)
     torch.manual_seed(0)
     model = initial_model(workdir, "resnet50", 8).eval()
-    loader = query_gallery_loaders(workdir, rows, (64, 32), cpu)["gallery"]
-    decoded = decode_images(rows[rows["split"] == "gallery"]["path"].tolist(), 64, 32,
+    loader = query_gallery_loaders(workdir, rows, (height, width), cpu)["gallery"]
+    decoded = decode_images(rows[rows["split"] == "gallery"]["path"].tolist(), height, width,
                             num_workers=0, progress=False)
     for flip in (True, False):
         expected = torch.from_numpy(extract_features(model, loader, device=cpu, flip=flip))
@@ -154,7 +154,7 @@ def test_scoring_during_training_is_the_evaluate_stages(workdir, monkeypatch, fl
                         lambda *a, **k: decoded.append(1) or decode(*a, **k))
     rows = read_manifest(manifest_path("market1501"))
     rows = rows[rows["split"] != "train"]
-    cpu, size = torch.device("cpu"), (64, 32)
+    cpu, size = torch.device("cpu"), (workdir.input.height, workdir.input.width)  # tiny
     torch.manual_seed(0)
     model = initial_model(workdir, "resnet50", 8).eval()
     params = dataclasses.replace(workdir, eval=dataclasses.replace(
