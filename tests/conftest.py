@@ -1,9 +1,20 @@
 """Shared fixtures: the repository root, the real data in ../shared/data, a model file, crops,
-and the tiny `dvc repro` the end-to-end tests share."""
+and the tiny `dvc repro` the end-to-end tests share.
+
+`make test` runs the tests in parallel (pytest-xdist, one worker per core, see pyproject.toml):
+the tests that read the shared repro run in one worker, first, and each worker's torch and
+OpenMP get its share of the cores (two torch processes on the same two cores each running two
+threads slow each other down many times over).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # set before torch is imported, inherited
+    _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 import numpy as np
 import pytest
@@ -64,6 +75,34 @@ def images(tmp_path_factory) -> Path:
 
 
 # --- one tiny `dvc repro`, shared by the end-to-end tests that read its outputs -------------
+
+# The test modules that read the shared repro: one unit of work for pytest-xdist, so that the
+# repro is built once, in one worker. (pytest-xdist's own `xdist_group` marks do not group on
+# pytest 9.2, whose node ids no longer come from the `_nodeid` that xdist 3.8 rewrites.)
+REPRO_MODULES = ("tests/test_dvc_params.py", "tests/test_pipeline.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Each test is a unit of work, but for the repro modules, which are one unit; the largest
+    unit goes out first (xdist's scope scheduling), so the other workers run beside it."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ReproModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "repro" if nodeid.split("::")[0] in REPRO_MODULES else nodeid
+
+    return ReproModulesTogether(config, log)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test that reads the shared repro outside REPRO_MODULES would build it again in another
+    worker: refused."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if "repro" in getattr(item, "fixturenames", ()) and module not in REPRO_MODULES:
+            raise pytest.UsageError(f"{item.nodeid} reads the shared repro: add {module} to "
+                                    "REPRO_MODULES in tests/conftest.py")
 
 
 @pytest.fixture(scope="session")
