@@ -95,12 +95,16 @@ def pytest_xdist_make_scheduler(config, log):
     return ReproModulesTogether(config, log)
 
 
+def in_repro_modules(item: pytest.Item) -> bool:
+    return item.nodeid.split("::")[0] in REPRO_MODULES
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """A test that reads the shared repro outside REPRO_MODULES would build it again in another
     worker: refused."""
     for item in items:
-        module = item.nodeid.split("::")[0]
-        if "repro" in getattr(item, "fixturenames", ()) and module not in REPRO_MODULES:
+        if "repro" in getattr(item, "fixturenames", ()) and not in_repro_modules(item):
+            module = item.nodeid.split("::")[0]
             raise pytest.UsageError(f"{item.nodeid} reads the shared repro: add {module} to "
                                     "REPRO_MODULES in tests/conftest.py")
 

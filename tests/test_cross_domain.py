@@ -94,13 +94,13 @@ def test_diagonal_is_evaluate_json_exactly(work):
 
 def test_diagonal_reads_the_extracted_features_and_no_model(work, monkeypatch):
     """The diagonal is not embedded again: it runs without the model files."""
-    import reid.pipeline.cross_eval as cross_eval
+    import reid.models.model_file as model_file
 
     def no_model(*args, **kwargs):
         raise AssertionError("the diagonal loaded a model")
 
     monkeypatch.chdir(work)
-    monkeypatch.setattr(cross_eval, "read_model_file", no_model)
+    monkeypatch.setattr(model_file, "read_model_file", no_model)  # imported where used
     cell = work / "metrics/cross_domain/cuhk03/cuhk03.json"
     before = cell.read_text()
     cell.unlink()

@@ -234,26 +234,31 @@ def test_stage_runs_land_on_a_live_mlflow_server(repro, env, tmp_path):
         server.wait(timeout=30)
 
 
-def test_info_names_the_commit_and_the_test_metrics_of_the_file(repro, env):
+def test_info_names_the_commit_and_the_test_metrics_of_the_file(repro, env, capsys):
+    """`reid info` (its `main`, in this process: the metrics are found from the file's path)."""
+    from reid.commands import main
+
+    def info(model: Path) -> dict:
+        capsys.readouterr()
+        assert main(["info", str(model), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
     model = repro / "models/resnet50/market1501.pt"
-    info = json.loads(run([sys.executable, "-m", "reid", "info", str(model), "--json"],
-                          repro, env))
     evaluated = json.loads((repro / "metrics/market1501/evaluate.json").read_text())
     reranked = json.loads((repro / "metrics/market1501/rerank.json").read_text())
-    assert info["test_metrics"] == {"test": evaluated["resnet50"],
-                                    "test_rerank": reranked["resnet50"]}
-    assert info["git_commit"] == run(["git", "rev-parse", "HEAD"], repro, env).strip()
+    described = info(model)
+    assert described["test_metrics"] == {"test": evaluated["resnet50"],
+                                         "test_rerank": reranked["resnet50"]}
+    assert described["git_commit"] == run(["git", "rev-parse", "HEAD"], repro, env).strip()
     import torch
 
     other = repro / "models/resnet50/other.pt"  # another file beside it: no metrics claimed
     saved = torch.load(model, weights_only=True)
     torch.save({**saved, "history": saved["history"][:-1] + [{"epoch": 0, "loss": 9.0}]}, other)
     try:
-        info = json.loads(run([sys.executable, "-m", "reid", "info", str(other), "--json"],
-                              repro, env))
+        assert info(other)["test_metrics"] is None
     finally:
         other.unlink()
-    assert info["test_metrics"] is None
 
 
 def test_exp_run_backbone_reruns_only_what_reads_it(repro, env):

@@ -13,20 +13,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from reid.data.manifest import query_gallery_labels, read_manifest
-from reid.engine.runtime import select_device
 from reid.io import write_json
-from reid.models.model_file import build_network, read_model_file
 from reid.params import BACKBONES, Params
 from reid.paths import cross_domain_cell_path, manifest_path, model_path, split_dir
-from reid.pipeline.features import extract_splits, query_gallery_loaders
 from reid.pipeline.scoring import load_features, score, scores
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,10 @@ def _features_on(params: Params, train: str, test: str
                  ) -> Callable[[str], dict[str, np.ndarray]]:
     """backbone -> the features and labels of `test`'s query and gallery under the `train`
     model: on the diagonal the extract stage's file, elsewhere embedded here."""
-    if train == test:
+    if train == test:  # reads features only: the model code (timm, torchvision) is not imported
         return lambda backbone: load_features(backbone, test)
+    from reid.engine.runtime import select_device
+
     manifest = read_manifest(manifest_path(test))
     device = select_device(params.train.device)
     return lambda backbone: _embedded(params, train, backbone, manifest, device)
@@ -45,6 +46,9 @@ def _features_on(params: Params, train: str, test: str
 def _embedded(params: Params, train: str, backbone: str, manifest: pd.DataFrame,
               device: torch.device) -> dict[str, np.ndarray]:
     """The query and gallery of `manifest` embedded by the `train` model of `backbone`."""
+    from reid.models.model_file import build_network, read_model_file
+    from reid.pipeline.features import extract_splits, query_gallery_loaders
+
     trained = read_model_file(model_path(backbone, train))
     loaders = query_gallery_loaders(params, manifest, trained.input_size, device)
     network = build_network(trained)
