@@ -82,6 +82,10 @@ def images(tmp_path_factory) -> Path:
 REPRO_MODULES = ("tests/test_dvc_params.py", "tests/test_pipeline.py")
 
 
+def in_repro_modules(nodeid: str) -> bool:
+    return nodeid.split("::")[0] in REPRO_MODULES
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Each test is a unit of work, but for the repro modules, which are one unit; the largest
@@ -90,20 +94,16 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ReproModulesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "repro" if nodeid.split("::")[0] in REPRO_MODULES else nodeid
+            return "repro" if in_repro_modules(nodeid) else nodeid
 
     return ReproModulesTogether(config, log)
-
-
-def in_repro_modules(item: pytest.Item) -> bool:
-    return item.nodeid.split("::")[0] in REPRO_MODULES
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """A test that reads the shared repro outside REPRO_MODULES would build it again in another
     worker: refused."""
     for item in items:
-        if "repro" in getattr(item, "fixturenames", ()) and not in_repro_modules(item):
+        if "repro" in getattr(item, "fixturenames", ()) and not in_repro_modules(item.nodeid):
             module = item.nodeid.split("::")[0]
             raise pytest.UsageError(f"{item.nodeid} reads the shared repro: add {module} to "
                                     "REPRO_MODULES in tests/conftest.py")
