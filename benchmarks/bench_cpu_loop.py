@@ -171,7 +171,8 @@ def main() -> None:
                 step = step_rate(p, backbone, batch, int(rows["label"].max()) + 1, device,
                                  args.steps)
                 loop = loop_figures(p, backbone, rows, eval_rows, device, args.epochs)
-                used = "device" if uses_device_pipeline(choice, device) else "loader"
+                used = ("device" if uses_device_pipeline(choice, len(rows), params.input.height,
+                                                        params.input.width) else "loader")
                 name = f"{choice} ({used})"
                 figures[f"{backbone}/{choice}"] = {"step_img_s": step, **loop}
                 per = loop["per_epoch_s"]

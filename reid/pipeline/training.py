@@ -12,7 +12,13 @@ import pandas as pd
 import torch
 
 from reid.data.batch_augment import BatchAugment
-from reid.data.batches import BatchSource, DeviceBatches, LoaderBatches, decode_images
+from reid.data.batches import (
+    BatchSource,
+    DeviceBatches,
+    LoaderBatches,
+    decode_images,
+    fits_in_host_memory,
+)
 from reid.data.dataset import ImageDataset
 from reid.data.manifest import TEST_SPLITS, read_manifest
 from reid.data.sampler import RandomIdentitySampler
@@ -67,9 +73,18 @@ def train_config(params: Params, backbone: str) -> TrainConfig:
     )
 
 
-def uses_device_pipeline(choice: str, device: torch.device) -> bool:
-    """`auto` augments on the device under CUDA; the CPU keeps DataLoader workers."""
-    return choice == "device" or (choice == "auto" and device.type == "cuda")
+def uses_device_pipeline(choice: str, num_images: int, height: int, width: int) -> bool:
+    """Whether the training batches come from the images decoded once (`DeviceBatches`).
+
+    `auto` takes that path wherever the decoded set (uint8, N x 3 x H x W) fits in half the
+    host's available memory, CPU and CUDA alike: the images are decoded there first. On a GPU
+    per-image workers cannot feed the step; on the CPU they compete with it for the cores (the
+    step ran at about 40 % of its speed with two workers on 2 cores, benchmarks/README.md).
+    Otherwise `auto` falls back to DataLoader workers (`loader`).
+    """
+    if choice != "auto":
+        return choice == "device"
+    return fits_in_host_memory(num_images * 3 * height * width)
 
 
 def build_train_batches(
@@ -87,7 +102,7 @@ def build_train_batches(
     sampler = RandomIdentitySampler(
         labels, t.batch_size, t.num_instances, seed=t.seed, rank=rank, world_size=world_size
     )
-    if uses_device_pipeline(t.input_pipeline, device):
+    if uses_device_pipeline(t.input_pipeline, len(paths), inp.height, inp.width):
         images = decode_images(
             paths, inp.height, inp.width, num_workers=t.num_workers, progress=progress
         )
@@ -183,7 +198,7 @@ def _train_on_rank(
         check_writable(model_path(backbone, dataset),
                        *(plots / name for name in ("curves.csv", "curves.png", "eval.csv")))
     cfg = train_config(params, backbone)
-    settings = run_settings(params, backbone, dataset, device, info.world_size)
+    settings = run_settings(params, backbone, dataset, len(rows), info.world_size)
     ckpt = checkpoint_path(backbone, dataset)
     run_id_file = ckpt.with_name("mlflow_run.txt")
     run_key = fingerprint({"cfg": asdict(cfg), "settings": settings})
@@ -251,7 +266,7 @@ def log_training_data(tracker: Tracker, dataset: str, manifest_sha256: str, rows
         tracker.log_dataset(scored, f"{dataset}-{scored_split}", manifest, scored_split, tags)
 
 
-def run_settings(params: Params, backbone: str, dataset: str, device: torch.device,
+def run_settings(params: Params, backbone: str, dataset: str, num_images: int,
                  world_size: int) -> dict[str, Any]:
     """What defines a training run beside its TrainConfig: a checkpoint resumes only the same."""
     return {
@@ -259,7 +274,8 @@ def run_settings(params: Params, backbone: str, dataset: str, device: torch.devi
         "dataset": dataset,
         "model": asdict(params.models[backbone]),
         "input": asdict(params.input),
-        "device_pipeline": uses_device_pipeline(params.train.input_pipeline, device),
+        "device_pipeline": uses_device_pipeline(params.train.input_pipeline, num_images,
+                                                params.input.height, params.input.width),
         "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
         "manifest_sha256": file_digest(manifest_path(dataset), "sha256"),
         "world_size": world_size,  # the global batch is batch_size x world_size
