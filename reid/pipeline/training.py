@@ -79,7 +79,7 @@ def uses_device_pipeline(choice: str, num_images: int, height: int, width: int) 
     `auto` takes that path wherever the decoded set (uint8, N x 3 x H x W) fits in half the
     host's available memory, CPU and CUDA alike: the images are decoded there first. On a GPU
     per-image workers cannot feed the step; on the CPU they compete with it for the cores (the
-    step ran at about 40 % of its speed with two workers on 2 cores, benchmarks/README.md).
+    loop ran at 52 to 62 % of its step with two workers on 2 cores, benchmarks/README.md).
     Otherwise `auto` falls back to DataLoader workers (`loader`).
     """
     if choice != "auto":
@@ -96,13 +96,17 @@ def build_train_batches(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    decoded_once: bool | None = None,
 ) -> BatchSource:
-    """The training batches of `params.train.input_pipeline` for one rank, on `device`."""
+    """The training batches of `params.train.input_pipeline` for one rank, on `device`
+    (`decoded_once`: the choice of `uses_device_pipeline`, when the caller made it already)."""
     t, inp = params.train, params.input
     sampler = RandomIdentitySampler(
         labels, t.batch_size, t.num_instances, seed=t.seed, rank=rank, world_size=world_size
     )
-    if uses_device_pipeline(t.input_pipeline, len(paths), inp.height, inp.width):
+    if decoded_once is None:
+        decoded_once = uses_device_pipeline(t.input_pipeline, len(paths), inp.height, inp.width)
+    if decoded_once:
         images = decode_images(
             paths, inp.height, inp.width, num_workers=t.num_workers, progress=progress
         )
@@ -198,17 +202,19 @@ def _train_on_rank(
         check_writable(model_path(backbone, dataset),
                        *(plots / name for name in ("curves.csv", "curves.png", "eval.csv")))
     cfg = train_config(params, backbone)
-    settings = run_settings(params, backbone, dataset, len(rows), info.world_size)
+    t, inp = params.train, params.input
+    decoded_once = uses_device_pipeline(t.input_pipeline, len(rows), inp.height, inp.width)
+    settings = run_settings(params, backbone, dataset, decoded_once, info.world_size)
     ckpt = checkpoint_path(backbone, dataset)
     run_id_file = ckpt.with_name("mlflow_run.txt")
     run_key = fingerprint({"cfg": asdict(cfg), "settings": settings})
     model = initial_model(params, backbone, num_classes)
-    t, inp = params.train, params.input
     criterion = ReidLoss(num_classes, model.feature_dim, epsilon=t.label_smoothing,
                          margin=t.margin, center_weight=t.center_weight)
     batches = build_train_batches(
         params, rows["path"].tolist(), rows["label"].tolist(), device,
         rank=info.rank, world_size=info.world_size, progress=progress and info.is_main,
+        decoded_once=decoded_once,
     )
     log.info(
         "training %s on %s: %d images, %d ids, %d epochs, %s, device %s, input pipeline %s, "
@@ -266,7 +272,7 @@ def log_training_data(tracker: Tracker, dataset: str, manifest_sha256: str, rows
         tracker.log_dataset(scored, f"{dataset}-{scored_split}", manifest, scored_split, tags)
 
 
-def run_settings(params: Params, backbone: str, dataset: str, num_images: int,
+def run_settings(params: Params, backbone: str, dataset: str, decoded_once: bool,
                  world_size: int) -> dict[str, Any]:
     """What defines a training run beside its TrainConfig: a checkpoint resumes only the same."""
     return {
@@ -274,8 +280,7 @@ def run_settings(params: Params, backbone: str, dataset: str, num_images: int,
         "dataset": dataset,
         "model": asdict(params.models[backbone]),
         "input": asdict(params.input),
-        "device_pipeline": uses_device_pipeline(params.train.input_pipeline, num_images,
-                                                params.input.height, params.input.width),
+        "device_pipeline": decoded_once,
         "loss": {k: getattr(params.train, k) for k in ("label_smoothing", "margin")},
         "manifest_sha256": file_digest(manifest_path(dataset), "sha256"),
         "world_size": world_size,  # the global batch is batch_size x world_size
