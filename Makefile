@@ -32,4 +32,4 @@ bench: setup
 
 mlflow-ui: setup
 	@echo "runs table: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 --workers 1

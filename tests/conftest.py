@@ -45,14 +45,14 @@ def shared_data(relative: str) -> Path:
 
 
 def write_model_file(path: Path, backbone: str = "resnet50", dataset: str = "market1501",
-                     seed: int = 0) -> Path:
+                     seed: int = 0, effnet_variant: str = "tf_efficientnetv2_s") -> Path:
     """A model file written by the pipeline's one writer, 64x32 input, seeded untrained weights
     (the embedding path is the same as a trained model's)."""
     torch.manual_seed(seed)
-    model = build_model(backbone, 4)
+    model = build_model(backbone, 4, effnet_variant=effnet_variant)
     write_model_file_of_pipeline(path, ModelFile(
         backbone=backbone, dataset=dataset, num_classes=4, feature_dim=model.feature_dim,
-        effnet_variant="tf_efficientnetv2_s", input_size=(64, 32), train_config={"lr": 1e-3},
+        effnet_variant=effnet_variant, input_size=(64, 32), train_config={"lr": 1e-3},
         state_dict=model.state_dict(), history=[{"epoch": 1, "loss": 3.5}]))
     return path
 

@@ -9,8 +9,6 @@ its stage script.
 from __future__ import annotations
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -24,18 +22,10 @@ from reid.pipeline.scoring import scores
 from reid.report.tables import DISPLAY_NAMES, cross_domain_table
 from tests.conftest import write_model_file
 from tests.dvc_stages import REPO
-from tests.tiny import tiny_params
+from tests.tiny import run_stage, tiny_params
 
 DATASETS = ("market1501", "cuhk03")
 SCORE_KEYS = ["mAP", "rank1", "rank5", "rank10", "mINP"]
-
-
-def run_stage(script: str, *args: str) -> None:
-    """A stage script as DVC runs it, in this process, in the current folder."""
-    path = REPO / "stages" / script
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", [str(path), *args])
-        runpy.run_path(str(path), run_name="__main__")
 
 
 @pytest.fixture(scope="module")

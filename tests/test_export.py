@@ -126,10 +126,14 @@ def test_rank_with_onnx_ranks_like_pt(exported, model_file, images, tmp_path, ca
 
 @pytest.mark.parametrize("backbone", ["resnet50_ibn_a", "effnetv2"])
 def test_the_other_backbones_export_with_parity(backbone, images, tmp_path):
-    """IBN-a's instance norms and EfficientNet-v2's blocks go through the same exporter."""
+    """IBN-a's instance norms and EfficientNet-v2's blocks go through the same exporter.
+
+    EfficientNet-v2 as B0, the smallest variant: the same fused and depthwise blocks with
+    squeeze-excitation as the default S, in 15 s of export instead of 33 s."""
     from tests.conftest import write_model_file
 
-    model_file = write_model_file(tmp_path / "market1501.pt", backbone)
+    model_file = write_model_file(tmp_path / "market1501.pt", backbone,
+                                  effnet_variant="tf_efficientnetv2_b0")
     out = tmp_path / "model.onnx"
     diff = reid.export.export_onnx(model_file, out, images=[images])
     assert diff <= 1e-4 and out.is_file()

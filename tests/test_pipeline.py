@@ -14,14 +14,13 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from reid.params import BACKBONES
-from tests.tiny import BIN, run
+from tests.tiny import BIN, run, run_stage
 
 DATASETS = ("market1501", "cuhk03")
 
@@ -109,8 +108,9 @@ def test_training_is_reproducible(repro, env, tmp_path):
     # its MLflow run goes to a store of its own: the same file again would be a second run of
     # the model's digest in the shared store, which the later tests count
     retrain_store = f"sqlite:///{tmp_path / 'retrain-mlflow.db'}"
-    run([sys.executable, "stages/train.py", "--backbone", "resnet50", "--dataset", "market1501",
-         "--quiet"], repro, {**env, "MLFLOW_TRACKING_URI": retrain_store})
+    # in this process: the first training ran in a process of its own, under `dvc repro`
+    run_stage("train.py", "--backbone", "resnet50", "--dataset", "market1501", "--quiet",
+              cwd=repro, env={"MLFLOW_TRACKING_URI": retrain_store})
     after = torch.load(model, weights_only=True)["state_dict"]
     same_file = model.read_bytes() == saved[model]
     for path, content in saved.items():
@@ -206,11 +206,12 @@ def test_stage_runs_land_on_a_live_mlflow_server(repro, env, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # without the GenAI job runners (three more processes)
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "artifacts")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -222,8 +223,8 @@ def test_stage_runs_land_on_a_live_mlflow_server(repro, env, tmp_path):
                 time.sleep(0.5)
         saved = {p: p.read_bytes() for p in (repro / "metrics").rglob("*") if p.is_file()}
         for stage in ("evaluate", "rerank"):  # one dataset: the other runs the same code
-            run([sys.executable, f"stages/{stage}.py", "--dataset", "cuhk03"], repro,
-                {**env, "MLFLOW_TRACKING_URI": uri})
+            run_stage(f"{stage}.py", "--dataset", "cuhk03", cwd=repro,
+                      env={"MLFLOW_TRACKING_URI": uri})
         assert {p: p.read_bytes() for p in saved} == saved  # the same scores, rewritten
         # the server had no training runs: the stages started one run per model for them
         assert_model_runs_hold_test_metrics(MlflowClient(uri), repro, trained=False,

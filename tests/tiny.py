@@ -4,11 +4,13 @@ the repository that the shared tiny `dvc repro` (tests/conftest.py) runs in."""
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,20 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{tail}"
     return proc.stdout
+
+
+def run_stage(script: str, *args: str, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> None:
+    """A stage script as DVC runs it, in this process (no second start of Python, torch and
+    MLflow): in `cwd` (default: the current folder), with the variables `env` set."""
+    path = REPO / "stages" / script
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", [str(path), *args])
+        if cwd is not None:
+            mp.chdir(cwd)
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        runpy.run_path(str(path), run_name="__main__")
 
 
 def copy_repo(work: Path) -> Path:
